@@ -1,0 +1,511 @@
+"""The lifecycle: the one place that changes a proposal.
+
+A ``transitions`` machine is built once from the workflow in the forum definition. It is never bound
+to ORM rows: each application wraps the row's state in a small plain carrier object. Every change
+writes the new state and an append-only ``Event`` in the caller's transaction, guarded by a version
+column and a conditional UPDATE (``SELECT ... FOR UPDATE`` does nothing on SQLite).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col, select
+from transitions import Machine, MachineError
+
+from config.definition import ActionDef, ForumDefinition, Workflow
+from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
+from models.tables import (
+    EndorsementDecision,
+    Event,
+    GroupMembership,
+    Member,
+    PresidingTerm,
+    ProgressReport,
+    Proposal,
+    ProposalCreate,
+    WorkingGroup,
+)
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+CREATE = "create"
+# Events the scheduler records without changing the state: they exist so notifications follow.
+NOTICES = frozenset({"remind", "escalate", "handover", "progress_due"})
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """Check that ``value`` is aware and return it in UTC."""
+    if value.tzinfo is None:
+        raise InvalidInputError("time must be timezone-aware (UTC)")
+    return value.astimezone(dt.UTC)
+
+
+@dataclass
+class _Carrier:
+    """Plain object the machine moves; transitions cannot bind to SQLModel rows."""
+
+    state: str
+
+
+@dataclass(frozen=True)
+class AllowedAction:
+    """An action possible now and the handles of those who may take it."""
+
+    action: str
+    label: str
+    actors: list[str]
+    comment_required: bool = False
+
+
+@dataclass
+class _Context:
+    """What a permission check needs to know about a proposal at a moment."""
+
+    proposal: Proposal
+    chair: str
+    group_members: set[str]
+    presiding_region: str | None
+    heads: dict[str, Member]
+    secretariat: set[str]
+    decided: dict[str, str] = field(default_factory=dict)
+
+
+class Lifecycle:
+    """The workflow of one forum definition, applied to proposals in a database."""
+
+    def __init__(self, definition: ForumDefinition) -> None:
+        self.definition = definition
+        self.workflow: Workflow = definition.workflow
+        self.actions: dict[str, ActionDef] = {a.name: a for a in self.workflow.actions}
+        self.machine = Machine(
+            model=None,
+            states=self.workflow.state_names,
+            transitions=[
+                {"trigger": a.name, "source": a.source, "dest": a.dest} for a in self.workflow.actions
+            ],
+            initial=self.workflow.initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
+        self.final_states = {s.name for s in self.workflow.states if s.final}
+        self.open_states = [s for s in self.workflow.state_names if s not in self.final_states]
+
+    # ------------------------------------------------------------------ the machine
+    def next_state(self, state: str, action: str) -> str:
+        """Run the machine: the state after ``action`` from ``state``; NotAllowedError if impossible."""
+        if action not in self.actions:
+            raise NotAllowedError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
+        carrier = _Carrier(state)
+        self.machine.add_model(carrier, initial=state)
+        try:
+            carrier.trigger(action)  # type: ignore[attr-defined]
+        except MachineError:
+            raise NotAllowedError(
+                f"{action!r} is not possible in state {state!r}; possible: {', '.join(self.triggers(state)) or 'none'}"
+            ) from None
+        finally:
+            self.machine.remove_model(carrier)
+        return carrier.state
+
+    def triggers(self, state: str) -> list[str]:
+        """Actions defined from ``state``, in definition order."""
+        return [a.name for a in self.workflow.actions if state in a.source]
+
+    def replay(self, events: Sequence[Event]) -> str:
+        """Reproduce a proposal's state from its events; raises ValueError on an impossible log."""
+        state: str | None = None
+        for ev in sorted(events, key=lambda e: e.seq):
+            if ev.action == CREATE:
+                if state is not None:
+                    raise ValueError(f"event {ev.seq}: second create")
+                state = self.workflow.initial
+            elif state is None:
+                raise ValueError(f"event {ev.seq}: log does not start with create")
+            elif ev.action in NOTICES:
+                if ev.from_state != state or ev.to_state != state:
+                    raise ValueError(f"event {ev.seq}: notice changes state")
+            else:
+                if ev.from_state != state:
+                    raise ValueError(f"event {ev.seq}: from {ev.from_state!r} but state is {state!r}")
+                state = self.next_state(state, ev.action)
+            if ev.to_state != state:
+                raise ValueError(f"event {ev.seq}: recorded {ev.to_state!r}, replay gives {state!r}")
+        if state is None:
+            raise ValueError("empty event log")
+        return state
+
+    # ------------------------------------------------------------------ context
+    def _context(self, session: Session, proposal: Proposal, now: dt.datetime) -> _Context:
+        group = session.get(WorkingGroup, proposal.group)
+        if group is None:
+            raise NotFoundError(f"working group {proposal.group!r} not found")
+        members = set(session.exec(select(GroupMembership.member).where(GroupMembership.group_key == group.key)))
+        heads = {
+            m.handle: m
+            for m in session.exec(select(Member).where(col(Member.roles).contains("head_of_region"), Member.active))
+            if "head_of_region" in m.role_set and m.region
+        }
+        secretariat = {
+            m.handle
+            for m in session.exec(select(Member).where(col(Member.roles).contains("secretariat"), Member.active))
+            if "secretariat" in m.role_set
+        }
+        ctx = _Context(
+            proposal=proposal,
+            chair=group.chair,
+            group_members=members,
+            presiding_region=presiding_region(session, now),
+            heads=heads,
+            secretariat=secretariat,
+        )
+        if proposal.state == self.workflow.endorsement.state:
+            ctx.decided = {
+                d.member: d.decision
+                for d in session.exec(
+                    select(EndorsementDecision).where(
+                        EndorsementDecision.proposal_id == proposal.id, EndorsementDecision.round == proposal.round
+                    )
+                )
+            }
+        return ctx
+
+    def _holders(self, ctx: _Context, action: ActionDef) -> list[str]:
+        """Handles who may take ``action`` on the proposal in ``ctx``."""
+        p = ctx.proposal
+        who: set[str] = set()
+        for role in action.roles:
+            if role == "author":
+                who.add(p.author)
+            elif role == "group_chair":
+                who.add(ctx.chair)
+            elif role == "group_member":
+                who |= ctx.group_members
+            elif role == "secretariat":
+                who |= ctx.secretariat
+            elif role == "presiding_head":
+                who |= {h for h, m in ctx.heads.items() if m.region == ctx.presiding_region}
+            elif role == "head_of_region":
+                who |= set(ctx.heads)
+                if action.name in (self.workflow.endorsement.endorse, self.workflow.endorsement.object):
+                    who -= set(ctx.decided)
+        if action.not_author:
+            who.discard(p.author)
+        return sorted(who)
+
+    def _refusal(self, ctx: _Context, action: ActionDef, actor: str) -> str:
+        """Why ``actor`` may not take ``action``: a sentence naming who may."""
+        p = ctx.proposal
+        if action.not_author and actor == p.author:
+            return f"{actor} may not {action.name} their own proposal"
+        if actor in ctx.decided and action.name in (self.workflow.endorsement.endorse, self.workflow.endorsement.object):
+            return f"{actor} has already decided ({ctx.decided[actor]}) in this endorsement round"
+        scopes = []
+        for role in action.roles:
+            scopes.append(
+                {
+                    "author": f"the author ({p.author})",
+                    "group_chair": f"the chair of working group {p.group} ({ctx.chair})",
+                    "group_member": f"members of working group {p.group}",
+                    "head_of_region": "heads of the participating regions, each for their own region",
+                    "presiding_head": (
+                        f"the head of the presiding region {ctx.presiding_region}"
+                        if ctx.presiding_region
+                        else "the head of the presiding region (no presiding term covers this date)"
+                    ),
+                    "secretariat": "the secretariat",
+                    "system": "the system (scheduled review)",
+                }[role]
+            )
+        return f"{actor} may not {action.name} proposal {p.id}: only {' or '.join(scopes)} may"
+
+    def allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[AllowedAction]:
+        """The actions possible on ``proposal`` at ``now`` and who may take each (system actions excluded)."""
+        ctx = self._context(session, proposal, utc(now))
+        out = []
+        for name in self.triggers(proposal.state):
+            action = self.actions[name]
+            if action.roles == ["system"]:
+                continue
+            out.append(AllowedAction(name, action.label or name, self._holders(ctx, action), action.comment_required))
+        return out
+
+    def describe_allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> str:
+        """One line: 'allowed now: submit by a; withdraw by a' (or 'no actions possible')."""
+        parts = [f"{a.action} by {', '.join(a.actors) or 'nobody'}" for a in self.allowed(session, proposal, now)]
+        return "allowed now: " + ("; ".join(parts) if parts else f"none (state {proposal.state} is final)")
+
+    # ------------------------------------------------------------------ creating
+    def create_proposal(self, *, session: Session, proposal_in: ProposalCreate, now: dt.datetime) -> Proposal:
+        """Create a drafted proposal by a working-group member and write its ``create`` event."""
+        now = utc(now)
+        data = ProposalCreate.model_validate(proposal_in.model_dump())
+        title = " ".join(data.title.split())
+        if not title:
+            raise InvalidInputError("title must not be empty")
+        group = session.get(WorkingGroup, data.group)
+        if group is None or not group.active:
+            raise NotFoundError(f"working group {data.group!r} not found")
+        author = session.get(Member, data.author)
+        if author is None or not author.active:
+            raise NotFoundError(f"member {data.author!r} not found")
+        if session.get(GroupMembership, (group.key, author.handle)) is None:
+            raise NotAllowedError(f"{author.handle} is not a member of working group {group.key} and may not propose there")
+        proposal = Proposal(
+            title=title,
+            summary=data.summary,
+            body=data.body,
+            group=group.key,
+            author=author.handle,
+            state=self.workflow.initial,
+            version=1,
+            state_entered_at=now,
+            deadline=self._deadline(self.workflow.initial, now),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(proposal)
+        session.flush()
+        assert proposal.id is not None  # noqa: S101 - set by the flush above
+        session.add(
+            Event(
+                proposal_id=proposal.id, seq=1, action=CREATE, from_state="", to_state=proposal.state,
+                actor=author.handle, at=now, payload={"title": title, "group": group.key},
+            )
+        )
+        session.flush()
+        return proposal
+
+    # ------------------------------------------------------------------ applying
+    def _deadline(self, state: str, entered: dt.datetime) -> dt.datetime | None:
+        sla = self.workflow.state(state).sla_days
+        return entered + dt.timedelta(days=sla) if sla else None
+
+    def apply(
+        self,
+        session: Session,
+        proposal_id: int,
+        action: str,
+        actor: str,
+        *,
+        comment: str = "",
+        percent: int | None = None,
+        now: dt.datetime,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        """Take ``action`` on a proposal as ``actor`` at ``now``; returns the events written (flushed, not committed).
+
+        Checks role and scope, runs the machine, sets state and deadline, writes the event; an endorsement
+        that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
+        when the action is unknown, impossible, forbidden or stale.
+        """
+        now = utc(now)
+        proposal = session.get(Proposal, proposal_id)
+        if proposal is None:
+            raise NotFoundError(f"proposal {proposal_id} not found")
+        if expected_version is not None and proposal.version != expected_version:
+            raise ConflictError(
+                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
+            )
+        if action not in self.actions:
+            raise NotAllowedError(f"unknown action {action!r}; {self.describe_allowed(session, proposal, now)}")
+        spec = self.actions[action]
+        if actor != SYSTEM:
+            member = session.get(Member, actor)
+            if member is None or not member.active:
+                raise NotFoundError(f"member {actor!r} not found")
+        if proposal.state not in spec.source:
+            raise NotAllowedError(
+                f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}"
+            )
+        ctx = self._context(session, proposal, now)
+        holders = [SYSTEM] if spec.roles == ["system"] else self._holders(ctx, spec)
+        if actor not in holders:
+            raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
+        comment = comment.strip()
+        if spec.comment_required and not comment:
+            raise InvalidInputError(f"{action!r} requires a comment (--comment)")
+        payload: dict[str, Any] = {}
+        if spec.percent:
+            if percent is None or not 0 <= percent <= 100:
+                raise InvalidInputError(f"{action!r} requires a percent between 0 and 100 (--percent)")
+            if percent < proposal.percent:
+                raise InvalidInputError(f"progress cannot go back from {proposal.percent}% to {percent}%")
+            payload["percent"] = percent
+        elif percent is not None:
+            raise InvalidInputError(f"{action!r} takes no percent")
+
+        rnd = self.workflow.endorsement
+        if action in (rnd.endorse, rnd.object):
+            head = ctx.heads[actor]
+            assert head.region is not None  # noqa: S101 - heads always have a region (see _context)
+            payload |= {"region": head.region, "round": proposal.round}
+            session.add(
+                EndorsementDecision(
+                    proposal_id=proposal_id, round=proposal.round, member=actor, region=head.region,
+                    country=head.region.split("-")[0], decision="endorse" if action == rnd.endorse else "object", at=now,
+                )
+            )
+        if spec.percent:
+            session.add(ProgressReport(proposal_id=proposal_id, percent=percent or 0, note=comment, actor=actor, at=now))
+
+        events = [self._transition(session, proposal, action, actor, comment=comment, payload=payload, now=now)]
+        if action == rnd.endorse and self._consensus(session, proposal, ctx, actor):
+            events.append(self._transition(session, proposal, rnd.consensus, SYSTEM, comment="", payload={"round": payload["round"]}, now=now))
+        return events
+
+    def _consensus(self, session: Session, proposal: Proposal, ctx: _Context, new_endorser: str) -> bool:
+        """Every member state taking part (with a head of region) has endorsed, none objected."""
+        decided = dict(ctx.decided)
+        decided[new_endorser] = "endorse"
+        if "object" in decided.values():
+            return False
+        taking_part = {m.region.split("-")[0] for m in ctx.heads.values() if m.region}
+        endorsed = {ctx.heads[h].region.split("-")[0] for h, d in decided.items() if d == "endorse" and h in ctx.heads}  # type: ignore[union-attr]
+        return taking_part <= endorsed
+
+    def _transition(
+        self, session: Session, proposal: Proposal, action: str, actor: str, *, comment: str,
+        payload: dict[str, Any], now: dt.datetime,
+    ) -> Event:
+        """Move the proposal through the machine and write the event; conditional on the version read."""
+        old_state = proposal.state
+        new_state = self.next_state(old_state, action)
+        values: dict[str, Any] = {"state": new_state, "updated_at": now}
+        if new_state != old_state:
+            values |= {"state_entered_at": now, "deadline": self._deadline(new_state, now)}
+            if new_state == self.workflow.endorsement.state:
+                values["round"] = proposal.round + 1
+                payload = payload | {"round": proposal.round + 1}
+            if new_state == self.workflow.progress.state:
+                values["last_progress_at"] = now
+            if new_state == self.workflow.initial:
+                values["text_version"] = proposal.text_version + 1
+        if new_state in self._approval_states():
+            values["presiding_region"] = presiding_region(session, now)
+        if action == self.workflow.progress.action:
+            values |= {"last_progress_at": now, "percent": payload["percent"]}
+        return self._write(session, proposal, action, actor, old_state, values, comment, payload, now)
+
+    def _approval_states(self) -> set[str]:
+        return {a.source[0] for a in self.workflow.actions if "presiding_head" in a.roles and len(a.source) == 1}
+
+    def _write(
+        self, session: Session, proposal: Proposal, action: str, actor: str, old_state: str,
+        values: dict[str, Any], comment: str, payload: dict[str, Any], now: dt.datetime,
+    ) -> Event:
+        version = proposal.version
+        result = session.execute(
+            update(Proposal)
+            .where(col(Proposal.id) == proposal.id, col(Proposal.version) == version)
+            .values(version=version + 1, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConflictError(f"proposal {proposal.id} was changed by someone else; reload and try again")
+        # The row is already written: update the loaded object without marking it dirty.
+        for key, value in (values | {"version": version + 1}).items():
+            set_committed_value(proposal, key, value)
+        assert proposal.id is not None  # noqa: S101 - persisted proposals have ids
+        ev = Event(
+            proposal_id=proposal.id, seq=version + 1, action=action, from_state=old_state,
+            to_state=values.get("state", old_state), actor=actor, at=now, comment=comment, payload=payload,
+        )
+        session.add(ev)
+        session.flush()
+        log.debug("proposal %s: %s by %s (%s -> %s)", proposal.id, action, actor, old_state, ev.to_state)
+        return ev
+
+    def notice(
+        self, session: Session, proposal: Proposal, action: str, *, now: dt.datetime, payload: dict[str, Any],
+        values: dict[str, Any] | None = None, comment: str = "",
+    ) -> Event:
+        """Record a system notice (reminder, escalation, hand-over) that does not change the state."""
+        if action not in NOTICES:
+            raise ValueError(f"{action!r} is not a notice")
+        return self._write(
+            session, proposal, action, SYSTEM, proposal.state, dict(values or {}, updated_at=utc(now)), comment, payload, utc(now)
+        )
+
+    # ------------------------------------------------------------------ the silence procedure
+    def close_round(self, session: Session, proposal_id: int, *, now: dt.datetime) -> Event | None:
+        """At or after the round's deadline, endorse under the silence procedure (nobody objected).
+
+        Returns the ``silence`` event, or None when the proposal is not in a round or the deadline
+        has not come. An objection always ends the round earlier, so an open round has none.
+        """
+        now = utc(now)
+        proposal = session.get(Proposal, proposal_id)
+        if proposal is None:
+            raise NotFoundError(f"proposal {proposal_id} not found")
+        rnd = self.workflow.endorsement
+        if proposal.state != rnd.state or proposal.deadline is None or now < proposal.deadline:
+            return None
+        objections = session.exec(
+            select(func.count()).select_from(EndorsementDecision).where(
+                EndorsementDecision.proposal_id == proposal_id,
+                EndorsementDecision.round == proposal.round,
+                EndorsementDecision.decision == "object",
+            )
+        ).one()
+        if objections:  # cannot happen through apply(); kept so a hand-edited database does not pass silently
+            raise ConflictError(f"proposal {proposal_id} has objections in round {proposal.round}")
+        endorsed = sorted(
+            session.exec(
+                select(EndorsementDecision.region).where(
+                    EndorsementDecision.proposal_id == proposal_id, EndorsementDecision.round == proposal.round
+                )
+            )
+        )
+        return self._transition(
+            session, proposal, rnd.silence, SYSTEM, comment="",
+            payload={"round": proposal.round, "endorsed_by": endorsed, "deadline": proposal.deadline.isoformat()},
+            now=now,
+        )
+
+    # ------------------------------------------------------------------ reading
+    def must_act(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[str]:
+        """Handles who must still act on ``proposal`` now (for reminders): holders of its non-withdraw actions."""
+        if proposal.state in self.final_states:
+            return []
+        ctx = self._context(session, proposal, utc(now))
+        who: set[str] = set()
+        for name in self.triggers(proposal.state):
+            spec = self.actions[name]
+            if spec.roles == ["system"] or name == "withdraw":
+                continue
+            if proposal.state == self.workflow.endorsement.state:
+                # In a round only heads of states that have not endorsed yet still have to act.
+                if name != self.workflow.endorsement.endorse:
+                    continue
+                done = {ctx.heads[h].region.split("-")[0] for h, d in ctx.decided.items() if h in ctx.heads}  # type: ignore[union-attr]
+                who |= {h for h in self._holders(ctx, spec) if ctx.heads[h].region.split("-")[0] not in done}  # type: ignore[union-attr]
+                continue
+            who |= set(self._holders(ctx, spec))
+        return sorted(who)
+
+
+def presiding_region(session: Session, now: dt.datetime) -> str | None:
+    """The region whose presiding term covers ``now`` (its UTC date), if any."""
+    day = utc(now).date()
+    term = session.exec(
+        select(PresidingTerm).where(PresidingTerm.start <= day, PresidingTerm.end >= day)
+    ).first()
+    return term.region if term else None
+
+
+def events_of(session: Session, proposal_id: int) -> list[Event]:
+    """A proposal's events in order."""
+    return list(session.exec(select(Event).where(Event.proposal_id == proposal_id).order_by(col(Event.seq))))
+
+
+def proposals_in(session: Session, states: Iterable[str]) -> list[Proposal]:
+    """Proposals in any of ``states``, by id."""
+    return list(session.exec(select(Proposal).where(col(Proposal.state).in_(list(states))).order_by(col(Proposal.id))))
