@@ -1,0 +1,452 @@
+"""The ``forumflow`` command line: parse, call models, print. No business rule lives here.
+
+Exit codes: 0 success; 2 usage error; 3 action not allowed; 4 not found; 5 conflict.
+This module must not import prefect: flow commands import it lazily.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from config.definition import ForumDefinition, ForumDefinitionError, load_definition
+from config.settings import Settings
+from models.errors import ForumflowError
+
+app = typer.Typer(
+    name="forumflow",
+    help="Proposal lifecycle of a multi-party forum's working groups.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Runtime:
+    """What every command needs: settings, the definition, its lifecycle and an engine."""
+
+    settings: Settings
+    definition: ForumDefinition
+    lifecycle: Any
+    engine: Engine
+
+
+@dataclass
+class _Options:
+    db: str | None
+    forum: Path | None
+    data_dir: Path | None
+    runtime: Runtime | None = None
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one line to stderr and exit with ``code``."""
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code=code)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """Settings from the environment, overridden by the global options."""
+    opts: _Options = ctx.find_root().obj
+    overrides: dict[str, Any] = {}
+    if opts.db:
+        overrides["database_url"] = opts.db
+    if opts.forum:
+        overrides["forum_file"] = opts.forum
+    if opts.data_dir:
+        overrides["data_dir"] = opts.data_dir
+    return Settings(**overrides)
+
+
+def definition_of(settings: Settings) -> ForumDefinition:
+    """Load the forum definition, or exit 2 with the loader's one-line reason."""
+    try:
+        return load_definition(settings.forum_file)
+    except ForumDefinitionError as exc:
+        fail(str(exc), 2)
+
+
+def runtime(ctx: typer.Context, *, sync_if_empty: bool = True) -> Runtime:
+    """Build (once per invocation) settings, definition, lifecycle and engine; the schema is created if missing."""
+    opts: _Options = ctx.find_root().obj
+    if opts.runtime is not None:
+        return opts.runtime
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import select
+
+    from models import Lifecycle, create_schema, make_engine, session_scope, sync_definition
+    from models.tables import Member
+
+    settings = settings_of(ctx)
+    definition = definition_of(settings)
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = make_engine(settings.db_url)
+        create_schema(engine)
+        if sync_if_empty:
+            with session_scope(engine) as session:
+                if session.exec(select(Member.handle).limit(1)).first() is None:
+                    sync_definition(session, definition)
+    except SQLAlchemyError as exc:
+        fail(f"database {engine.url.render_as_string(hide_password=True) if 'engine' in locals() else settings.db_url}: "
+             f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}", 1)
+    opts.runtime = Runtime(settings, definition, Lifecycle(definition), engine)
+    return opts.runtime
+
+
+def now_utc() -> dt.datetime:
+    """The wall clock, for interfaces only; logic always receives ``now``."""
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_when(value: str | None) -> dt.datetime:
+    """Parse an ISO date or datetime (UTC when no offset is given); None means now."""
+    if value is None:
+        return now_utc()
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"invalid time {value!r}: use ISO 8601, e.g. 2022-03-01T09:00:00+00:00", 2)
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def guarded(func: Any) -> Any:
+    """Turn expected domain errors into a one-line message and their exit code."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ForumflowError as exc:
+            fail(str(exc), exc.exit_code)
+
+    return wrapper
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: FORUMFLOW_DATABASE_URL or SQLite in the data dir).")] = None,
+    forum: Annotated[Path | None, typer.Option("--forum", help="Forum definition file (default: the shipped SCO forum).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: ./.forumflow).")] = None,
+) -> None:
+    """Proposal lifecycle of a multi-party forum's working groups."""
+    ctx.obj = _Options(db=db, forum=forum, data_dir=data_dir)
+
+
+# ---------------------------------------------------------------------------- setup and forum
+@app.command()
+@guarded
+def init(ctx: typer.Context) -> None:
+    """Create the schema and load or re-sync the forum definition (idempotent; never deletes proposals)."""
+    from models import session_scope, sync_definition
+
+    rt = runtime(ctx, sync_if_empty=False)
+    with session_scope(rt.engine) as session:
+        report = sync_definition(session, rt.definition)
+    out.print(
+        f"[bold]{rt.definition.forum.name}[/]: {report.regions} regions, {report.groups} working groups, "
+        f"{report.terms} presiding terms; members {report.members_added} added, {report.members_updated} updated, "
+        f"{report.members_deactivated} deactivated"
+    )
+    out.print(f"database: {rt.engine.url.render_as_string(hide_password=True)}", markup=False)
+
+
+@app.command()
+@guarded
+def forum(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Summary of the forum: member states, regions, presiding terms, working groups, proposals."""
+    from models import session_scope
+    from models.queries import forum_summary
+
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        data = forum_summary(session, rt.lifecycle, now_utc())
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"[bold]{data['forum']}[/]  member states: {', '.join(data['member_states'])}")
+    out.print(f"presiding now: {data['presiding_region_now'] or '—'}")
+    terms = Table("region", "start", "end", title="Presiding terms")
+    for t in data["presiding_terms"]:
+        terms.add_row(t["region"], t["start"], t["end"])
+    out.print(terms)
+    regions = Table("code", "name", "head", title="Participating regions")
+    for r in data["regions"]:
+        regions.add_row(r["code"], r["name"], r["head"] or "—")
+    out.print(regions)
+    groups = Table("key", "name", "chair", "members", title="Working groups")
+    for g in data["working_groups"]:
+        groups.add_row(g["key"], g["name"], g["chair"], str(len(g["members"])))
+    out.print(groups)
+    out.print("proposals: " + ", ".join(f"{k} {v}" for k, v in data["proposals"].items()))
+
+
+@app.command()
+def diagram(ctx: typer.Context) -> None:
+    """The workflow as a Mermaid state diagram."""
+    from models import Lifecycle
+    from models.queries import mermaid
+
+    sys.stdout.write(mermaid(Lifecycle(definition_of(settings_of(ctx)))))
+
+
+# ---------------------------------------------------------------------------- proposals
+@app.command()
+@guarded
+def propose(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Option("--group", help="Working group key.")],
+    actor: Annotated[str, typer.Option("--as", help="Handle of the author.")],
+    title: Annotated[str, typer.Option("--title", help="Title of the proposed measure.")],
+    summary: Annotated[str, typer.Option("--summary", help="Short summary.")] = "",
+    body_file: Annotated[Path | None, typer.Option("--body-file", help="File with the full text (UTF-8).")] = None,
+) -> None:
+    """Draft a new proposal in a working group; prints its id."""
+    from pydantic import ValidationError
+
+    from models import session_scope
+    from models.tables import ProposalCreate
+
+    body = ""
+    if body_file is not None:
+        try:
+            body = body_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--body-file {body_file}: {exc}", 2)
+    try:
+        data = ProposalCreate(group=group, author=actor, title=title, summary=summary, body=body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"--{first['loc'][0]}: {first['msg']}", 2)
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        proposal = rt.lifecycle.create_proposal(session=session, proposal_in=data, now=now_utc())
+    print(proposal.id)
+
+
+@app.command()
+@guarded
+def act(
+    ctx: typer.Context,
+    proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
+    action: Annotated[str, typer.Argument(help="Action to take, e.g. submit, recommend, endorse, approve.")],
+    actor: Annotated[str, typer.Option("--as", help="Handle of the member taking the action.")],
+    comment: Annotated[str, typer.Option("--comment", help="Comment (required to return, reject, object, refer back).")] = "",
+    percent: Annotated[int | None, typer.Option("--percent", help="Progress in percent (report_progress).")] = None,
+    expected_version: Annotated[
+        int | None, typer.Option("--expected-version", help="Refuse with exit 5 if the proposal changed since this version.")
+    ] = None,
+) -> None:
+    """Take an action on a proposal."""
+    from models import session_scope
+
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        events = rt.lifecycle.apply(
+            session, proposal_id, action, actor, comment=comment, percent=percent, now=now_utc(),
+            expected_version=expected_version,
+        )
+    for ev in events:
+        out.print(f"proposal {proposal_id}: {ev.action} by {ev.actor}: {ev.from_state} → {ev.to_state}", markup=False)
+
+
+@app.command()
+@guarded
+def show(
+    ctx: typer.Context,
+    proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A proposal: state, deadline, what may happen next and who may do it, and its history."""
+    from models import session_scope
+    from models.queries import proposal_view
+
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        view = proposal_view(session, rt.lifecycle, proposal_id, now_utc())
+    if as_json:
+        print_json(view)
+        return
+    out.print(f"[bold]#{view['id']} {view['title']}[/]", highlight=False)
+    out.print(
+        f"group {view['group']} · author {view['author']} · state [bold]{view['state']}[/] · "
+        f"deadline {view['deadline'] or '—'}{' (overdue)' if view['overdue'] else ''} · version {view['version']}",
+        highlight=False,
+    )
+    if view["summary"]:
+        out.print(view["summary"], markup=False)
+    nxt = Table("action", "who may take it", "comment", title="Next")
+    for a in view["allowed"]:
+        nxt.add_row(a["action"], ", ".join(a["actors"]) or "nobody", "required" if a["comment_required"] else "")
+    out.print(nxt)
+    _print_history(view["history"])
+
+
+def _print_history(history: list[dict[str, Any]]) -> None:
+    table = Table("#", "at (UTC)", "action", "from → to", "actor", "comment", title="History")
+    for e in history:
+        table.add_row(
+            str(e["seq"]), e["at"][:16].replace("T", " "), e["action"], f"{e['from_state'] or '·'} → {e['to_state']}",
+            e["actor"], e["comment"],
+        )
+    out.print(table)
+
+
+@app.command()
+@guarded
+def history(
+    ctx: typer.Context,
+    proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The event log of a proposal."""
+    from models import events_of, session_scope
+    from models.queries import event_row, get_proposal
+
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        get_proposal(session, proposal_id)
+        rows = [event_row(e) for e in events_of(session, proposal_id)]
+    if as_json:
+        print_json(rows)
+    else:
+        _print_history(rows)
+
+
+@app.command("list")
+@guarded
+def list_(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="Only proposals in this state.")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Only proposals of this working group.")] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only open proposals past their deadline.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Proposals, filtered."""
+    from models import session_scope
+    from models.queries import list_proposals
+
+    rt = runtime(ctx)
+    if state is not None and state not in rt.lifecycle.workflow.state_names:
+        fail(f"--state: unknown state {state!r}; states: {', '.join(rt.lifecycle.workflow.state_names)}", 2)
+    if group is not None and group not in {g.key for g in rt.definition.working_groups}:
+        fail(f"--group: unknown working group {group!r}; groups: {', '.join(g.key for g in rt.definition.working_groups)}", 2)
+    with session_scope(rt.engine) as session:
+        rows = list_proposals(session, rt.lifecycle, now=now_utc(), state=state, group=group, overdue=overdue)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "group", "state", "deadline", "author", "title", title=f"{len(rows)} proposals")
+    for r in rows:
+        deadline = (r["deadline"] or "—")[:10] + (" ⚠" if r["overdue"] else "")
+        table.add_row(str(r["id"]), r["group"], r["state"], deadline, r["author"], r["title"])
+    out.print(table)
+
+
+@app.command()
+@guarded
+def export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    table: Annotated[str, typer.Option("--table", help="proposals, events or all (csv: all needs --out DIR).")] = "all",
+    out_path: Annotated[Path | None, typer.Option("--out", help="File (json) or directory (csv); default: stdout.")] = None,
+) -> None:
+    """Export proposals and events as JSON or CSV."""
+    from models import session_scope
+    from models.queries import all_events, list_proposals
+
+    if fmt not in ("json", "csv"):
+        fail(f"--format: {fmt!r} is not json or csv", 2)
+    if table not in ("proposals", "events", "all"):
+        fail(f"--table: {table!r} is not proposals, events or all", 2)
+    if fmt == "csv" and table == "all" and out_path is None:
+        fail("--format csv --table all writes two files: give --out DIR, or --table proposals|events", 2)
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        data = {
+            "proposals": list_proposals(session, rt.lifecycle, now=now_utc()) if table != "events" else None,
+            "events": all_events(session) if table != "proposals" else None,
+        }
+    chosen = {k: v for k, v in data.items() if v is not None}
+    if fmt == "json":
+        text = json.dumps(chosen if table == "all" else chosen[table], ensure_ascii=False, indent=2, default=str) + "\n"
+        if out_path is None:
+            sys.stdout.write(text)
+        else:
+            out_path.write_text(text, encoding="utf-8")
+        return
+    for name, rows in chosen.items():
+        text = _csv(rows)
+        if out_path is None:
+            sys.stdout.write(text)
+        else:
+            out_path.mkdir(parents=True, exist_ok=True)
+            (out_path / f"{name}.csv").write_text(text, encoding="utf-8")
+            err.print(f"wrote {out_path / f'{name}.csv'} ({len(rows)} rows)", markup=False)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+@app.command()
+@guarded
+def demo(
+    ctx: typer.Context,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep an existing demo database instead of starting fresh.")] = False,
+) -> None:
+    """Run the main job on the embedded defaults: a fresh forum and proposals taken through the lifecycle."""
+    from cli.demo import run_demo
+
+    settings = settings_of(ctx)
+    run_demo(settings, definition_of(settings), out, fresh=not keep)
+
+
+def _register_extensions() -> None:
+    """Commands that live in their own modules (mail, flows)."""
+    import importlib
+
+    for name in ("cli.mail_commands", "cli.flow_commands"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_extensions()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
