@@ -42,9 +42,8 @@ class Scenario:
     def propose(self, key: str, group: str, author: str, title: str, summary: str) -> None:
         """Draft a proposal and remember its id under ``key``."""
         with session_scope(self.engine) as s:
-            p = self.lifecycle.create_proposal(
-                session=s, proposal_in=ProposalCreate(group=group, author=author, title=title, summary=summary), now=self.clock.now
-            )
+            data = ProposalCreate(group=group, author=author, title=title, summary=summary)
+            p = self.lifecycle.create_proposal(session=s, proposal_in=data, now=self.clock.now)
             assert p.id is not None
             self.ids[key] = p.id
 
@@ -151,7 +150,7 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
 
     console.print(f"[bold]{definition.forum.name}[/] — demo from {START:%Y-%m-%d} to {sc.clock.now:%Y-%m-%d} (simulated)")
     with session_scope(engine) as s:
-        for key, pid in sc.ids.items():
+        for pid in sc.ids.values():
             p = s.get(Proposal, pid)
             assert p is not None
             table = Table("when (UTC)", "action", "from → to", "actor", "comment", title=f"#{pid} {p.title} [{p.group}]")
@@ -159,7 +158,7 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
                 table.add_row(f"{e.at:%Y-%m-%d %H:%M}", e.action, f"{e.from_state or '·'} → {e.to_state}", e.actor, e.comment)
             console.print(table)
         summary = Table("id", "group", "state", "events", "title", title="Summary")
-        for key, pid in sc.ids.items():
+        for pid in sc.ids.values():
             p = s.get(Proposal, pid)
             assert p is not None
             summary.add_row(str(pid), p.group, p.state, str(p.version), p.title)

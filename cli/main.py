@@ -103,10 +103,21 @@ def runtime(ctx: typer.Context, *, sync_if_empty: bool = True) -> Runtime:
                 if session.exec(select(Member.handle).limit(1)).first() is None:
                     sync_definition(session, definition)
     except SQLAlchemyError as exc:
-        fail(f"database {engine.url.render_as_string(hide_password=True) if 'engine' in locals() else settings.db_url}: "
-             f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}", 1)
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown error"])[0]
+        fail(f"database {_shown_url(settings.db_url)}: {reason}", 1)
     opts.runtime = Runtime(settings, definition, Lifecycle(definition), engine)
     return opts.runtime
+
+
+def _shown_url(url: str) -> str:
+    """A database URL with its password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
 
 
 def now_utc() -> dt.datetime:
@@ -147,7 +158,9 @@ def guarded(func: Any) -> Any:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: FORUMFLOW_DATABASE_URL or SQLite in the data dir).")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: FORUMFLOW_DATABASE_URL or SQLite in the data dir).")
+    ] = None,
     forum: Annotated[Path | None, typer.Option("--forum", help="Forum definition file (default: the shipped SCO forum).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: ./.forumflow).")] = None,
 ) -> None:
@@ -170,7 +183,7 @@ def init(ctx: typer.Context) -> None:
         f"{report.terms} presiding terms; members {report.members_added} added, {report.members_updated} updated, "
         f"{report.members_deactivated} deactivated"
     )
-    out.print(f"database: {rt.engine.url.render_as_string(hide_password=True)}", markup=False)
+    out.print(f"database: {_shown_url(str(rt.engine.url))}", markup=False)
 
 
 @app.command()

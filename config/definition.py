@@ -7,6 +7,7 @@ first problem as one line: ``<file>: <key.path>: <reason>``.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,20 @@ ActorRole = Literal[
     "author", "group_chair", "group_member", "head_of_region", "presiding_head", "secretariat", "system"
 ]
 EscalationTarget = Literal["group_chair", "presiding_head", "secretariat"]
+# Who hears about an event, as used in the `notifications` mapping of a definition (event action ->
+# list of targets). A target is one of these names or "@handle" for one member:
+#   author           the proposal's author
+#   group_chair      the chair of the proposal's working group
+#   group_members    every member of the proposal's working group
+#   heads_of_region  every head of a participating region
+#   presiding_head   the head of the region presiding when the event happened
+#   secretariat      every member with the secretariat role
+#   recipients       the handles the scheduler named in the notice (notices only)
+# The actor of an event never hears about their own action. A key replaces the built-in rule for
+# that action; an empty list silences it.
+NOTIFY_TARGETS = ("author", "group_chair", "group_members", "heads_of_region", "presiding_head", "secretariat", "recipients")
+# Notices the scheduled review records (besides the hand-over, named by workflow.handover_action).
+NOTICE_ACTIONS = ("remind", "escalate", "progress_due")
 
 _HANDLE = re.compile(r"^[a-z][a-z0-9_.-]{1,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -85,7 +100,7 @@ class Member(_Strict):
     language: Language = "en"
     timezone: str = "UTC"
     region: str | None = None
-    roles: list[MemberRole] = Field(default_factory=lambda: ["member"])
+    roles: list[MemberRole] = Field(default_factory=lambda: list[MemberRole](["member"]))
     notify: Literal["immediate", "digest", "off"] = "immediate"
 
     @field_validator("email")
@@ -235,7 +250,7 @@ def _dupes(values: list[str]) -> str | None:
     return None
 
 
-def _check(defn: ForumDefinition) -> tuple[str, str] | None:  # noqa: C901 - one flat list of rules
+def _check(defn: ForumDefinition) -> tuple[str, str] | None:
     """Cross-reference checks; returns (key path, reason) of the first problem."""
     for i, code in enumerate(defn.member_states):
         if pycountry.countries.get(alpha_2=code) is None:
@@ -271,7 +286,7 @@ def _check(defn: ForumDefinition) -> tuple[str, str] | None:  # noqa: C901 - one
             return f"presiding_terms[{i}]", "term ends before it starts"
         if t.region not in heads:
             return f"presiding_terms[{i}].region", f"presiding region {t.region!r} has no head of region member"
-    for (_, a), (j, b) in zip(terms, terms[1:]):
+    for (_, a), (j, b) in itertools.pairwise(terms):
         if b.start <= a.end:
             return f"presiding_terms[{j}]", f"term of {b.region} overlaps the term of {a.region}"
 
@@ -287,7 +302,28 @@ def _check(defn: ForumDefinition) -> tuple[str, str] | None:  # noqa: C901 - one
             return f"working_groups[{i}].chair", f"chair {g.chair!r} is not a member of the group"
         if d := _dupes(g.members):
             return f"working_groups[{i}].members", f"duplicate member {d!r}"
-    return _check_workflow(defn.workflow)
+    return _check_workflow(defn.workflow) or _check_notifications(defn, handles)
+
+
+def _check_notifications(defn: ForumDefinition, handles: set[str]) -> tuple[str, str] | None:
+    """The `notifications` mapping names known events and known targets."""
+    wf = defn.workflow
+    notices = {*NOTICE_ACTIONS, wf.handover_action}
+    events = {"create", *notices, *(a.name for a in wf.actions)}
+    for key, targets in defn.notifications.items():
+        if key not in events:
+            return f"notifications.{key}", f"unknown event {key!r}; events: {', '.join(sorted(events))}"
+        for i, target in enumerate(targets):
+            if target.startswith("@"):
+                if target[1:] not in handles:
+                    return f"notifications.{key}[{i}]", f"unknown member {target[1:]!r}"
+            elif target not in NOTIFY_TARGETS:
+                return f"notifications.{key}[{i}]", f"unknown target {target!r}; targets: {', '.join(NOTIFY_TARGETS)} or @handle"
+            elif target == "recipients" and key not in notices:
+                return f"notifications.{key}[{i}]", "'recipients' applies only to notices of the scheduled review"
+        if (d := _dupes(targets)) is not None:
+            return f"notifications.{key}", f"duplicate target {d!r}"
+    return None
 
 
 def _check_workflow(wf: Workflow) -> tuple[str, str] | None:
@@ -307,10 +343,10 @@ def _check_workflow(wf: Workflow) -> tuple[str, str] | None:
                 return f"workflow.actions[{i}].source[{j}]", f"action {a.name!r} leaves final state {s!r}"
         if a.dest not in names:
             return f"workflow.actions[{i}].dest", f"action {a.name!r} names unknown state {a.dest!r}"
-    for i, s in enumerate(wf.states):
-        if s.reminders and s.sla_days is None:
-            return f"workflow.states[{i}].reminders", f"state {s.name!r} has reminders but no sla_days"
-        if s.reminders and max(s.reminders) >= s.sla_days:  # type: ignore[operator]
+    for i, st in enumerate(wf.states):
+        if st.reminders and st.sla_days is None:
+            return f"workflow.states[{i}].reminders", f"state {st.name!r} has reminders but no sla_days"
+        if st.reminders and st.sla_days is not None and max(st.reminders) >= st.sla_days:
             return f"workflow.states[{i}].reminders", "a reminder offset must be shorter than the SLA"
     rnd = wf.endorsement
     if rnd.state not in names:

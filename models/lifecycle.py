@@ -148,16 +148,8 @@ class Lifecycle:
         if group is None:
             raise NotFoundError(f"working group {proposal.group!r} not found")
         members = set(session.exec(select(GroupMembership.member).where(GroupMembership.group_key == group.key)))
-        heads = {
-            m.handle: m
-            for m in session.exec(select(Member).where(col(Member.roles).contains("head_of_region"), Member.active))
-            if "head_of_region" in m.role_set and m.region
-        }
-        secretariat = {
-            m.handle
-            for m in session.exec(select(Member).where(col(Member.roles).contains("secretariat"), Member.active))
-            if "secretariat" in m.role_set
-        }
+        heads = _heads(session)
+        secretariat = _secretariat(session)
         ctx = _Context(
             proposal=proposal,
             chair=group.chair,
@@ -273,7 +265,7 @@ class Lifecycle:
         )
         session.add(proposal)
         session.flush()
-        assert proposal.id is not None  # noqa: S101 - set by the flush above
+        assert proposal.id is not None
         session.add(
             Event(
                 proposal_id=proposal.id, seq=1, action=CREATE, from_state="", to_state=proposal.state,
@@ -345,7 +337,7 @@ class Lifecycle:
         rnd = self.workflow.endorsement
         if action in (rnd.endorse, rnd.object):
             head = ctx.heads[actor]
-            assert head.region is not None  # noqa: S101 - heads always have a region (see _context)
+            assert head.region is not None
             payload |= {"region": head.region, "round": proposal.round}
             session.add(
                 EndorsementDecision(
@@ -358,7 +350,8 @@ class Lifecycle:
 
         events = [self._transition(session, proposal, action, actor, comment=comment, payload=payload, now=now)]
         if action == rnd.endorse and self._consensus(session, proposal, ctx, actor):
-            events.append(self._transition(session, proposal, rnd.consensus, SYSTEM, comment="", payload={"round": payload["round"]}, now=now))
+            agreed = {"round": payload["round"]}
+            events.append(self._transition(session, proposal, rnd.consensus, SYSTEM, comment="", payload=agreed, now=now))
         return events
 
     def _consensus(self, session: Session, proposal: Proposal, ctx: _Context, new_endorser: str) -> bool:
@@ -397,6 +390,11 @@ class Lifecycle:
     def _approval_states(self) -> set[str]:
         return {a.source[0] for a in self.workflow.actions if "presiding_head" in a.roles and len(a.source) == 1}
 
+    @property
+    def approval_states(self) -> set[str]:
+        """States awaiting a decision of the presiding region (they carry ``presiding_region``)."""
+        return self._approval_states()
+
     def _write(
         self, session: Session, proposal: Proposal, action: str, actor: str, old_state: str,
         values: dict[str, Any], comment: str, payload: dict[str, Any], now: dt.datetime,
@@ -413,7 +411,7 @@ class Lifecycle:
         # The row is already written: update the loaded object without marking it dirty.
         for key, value in (values | {"version": version + 1}).items():
             set_committed_value(proposal, key, value)
-        assert proposal.id is not None  # noqa: S101 - persisted proposals have ids
+        assert proposal.id is not None
         ev = Event(
             proposal_id=proposal.id, seq=version + 1, action=action, from_state=old_state,
             to_state=values.get("state", old_state), actor=actor, at=now, comment=comment, payload=payload,
@@ -475,7 +473,38 @@ class Lifecycle:
         """Handles who must still act on ``proposal`` now (for reminders): holders of its non-withdraw actions."""
         if proposal.state in self.final_states:
             return []
-        ctx = self._context(session, proposal, utc(now))
+        return self._must_act(self._context(session, proposal, utc(now)))
+
+    def must_act_many(self, session: Session, proposals: Sequence[Proposal], now: dt.datetime) -> dict[int, list[str]]:
+        """``must_act`` for many proposals with a fixed number of queries (for the scheduled review)."""
+        now = utc(now)
+        chairs = {g.key: g.chair for g in session.exec(select(WorkingGroup))}
+        members: dict[str, set[str]] = {}
+        for gm in session.exec(select(GroupMembership)):
+            members.setdefault(gm.group_key, set()).add(gm.member)
+        heads, secretariat, region = _heads(session), _secretariat(session), presiding_region(session, now)
+        rnd = self.workflow.endorsement.state
+        in_round = {p.id: p.round for p in proposals if p.state == rnd}
+        decided: dict[int, dict[str, str]] = {}
+        if in_round:
+            for d in session.exec(select(EndorsementDecision).where(col(EndorsementDecision.proposal_id).in_(list(in_round)))):
+                if d.round == in_round[d.proposal_id]:
+                    decided.setdefault(d.proposal_id, {})[d.member] = d.decision
+        out: dict[int, list[str]] = {}
+        for p in proposals:
+            if p.id is None or p.state in self.final_states:
+                continue
+            if p.group not in chairs:
+                raise NotFoundError(f"working group {p.group!r} not found")
+            ctx = _Context(
+                proposal=p, chair=chairs[p.group], group_members=members.get(p.group, set()), presiding_region=region,
+                heads=heads, secretariat=secretariat, decided=decided.get(p.id, {}),
+            )
+            out[p.id] = self._must_act(ctx)
+        return out
+
+    def _must_act(self, ctx: _Context) -> list[str]:
+        proposal = ctx.proposal
         who: set[str] = set()
         for name in self.triggers(proposal.state):
             spec = self.actions[name]
@@ -490,6 +519,24 @@ class Lifecycle:
                 continue
             who |= set(self._holders(ctx, spec))
         return sorted(who)
+
+
+def _heads(session: Session) -> dict[str, Member]:
+    """Active heads of region (with a region) by handle."""
+    return {
+        m.handle: m
+        for m in session.exec(select(Member).where(col(Member.roles).contains("head_of_region"), Member.active))
+        if "head_of_region" in m.role_set and m.region
+    }
+
+
+def _secretariat(session: Session) -> set[str]:
+    """Handles of the active secretariat."""
+    return {
+        m.handle
+        for m in session.exec(select(Member).where(col(Member.roles).contains("secretariat"), Member.active))
+        if "secretariat" in m.role_set
+    }
 
 
 def presiding_region(session: Session, now: dt.datetime) -> str | None:

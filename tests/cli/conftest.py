@@ -1,0 +1,36 @@
+"""CLI fixtures: an isolated data dir and a runner that invokes the real app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+Invoke = Callable[..., "Result"]
+
+
+class Result:
+    """Exit code and output of one invocation."""
+
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Run ``forumflow`` in-process against a fresh SQLite database in tmp_path."""
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FORUMFLOW_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        r = runner.invoke(app, list(args), catch_exceptions=False, env=dict(os.environ))
+        return Result(r.exit_code, r.stdout, r.stderr)
+
+    return invoke

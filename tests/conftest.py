@@ -1,0 +1,87 @@
+"""Shared fixtures: the default definition, engines on SQLite and PostgreSQL, a synced forum."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from config import DEFAULT_FORUM_FILE, ForumDefinition, load_definition
+from models import Lifecycle, create_schema, make_engine, session_scope, sync_definition
+from models.db import normalise_url
+
+POSTGRES_ENV = "FORUMFLOW_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def definition() -> ForumDefinition:
+    """The shipped SCO Heads of Regions Forum."""
+    return load_definition(DEFAULT_FORUM_FILE)
+
+
+@pytest.fixture(scope="session")
+def lifecycle(definition: ForumDefinition) -> Lifecycle:
+    """The lifecycle of the shipped forum."""
+    return Lifecycle(definition)
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL URL for tests; in CI it must be set."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url and os.environ.get("CI"):
+        pytest.fail(f"{POSTGRES_ENV} must be set in CI: the PostgreSQL tests may not skip there")
+    return url
+
+
+def _postgres_engine() -> Iterator[Engine]:
+    url = postgres_url()
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(normalise_url(url), schema=schema)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database with the schema, on SQLite and on PostgreSQL (own schema per test)."""
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'forumflow.db'}")
+        create_schema(eng)
+        yield eng
+        eng.dispose()
+    else:
+        for eng in _postgres_engine():
+            create_schema(eng)
+            yield eng
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An SQLite database with the schema (for tests that need no PostgreSQL variant)."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'forumflow.db'}")
+    create_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def forum(engine: Engine, definition: ForumDefinition) -> Engine:
+    """A database holding the shipped forum's regions, members, groups and terms."""
+    with session_scope(engine) as session:
+        sync_definition(session, definition)
+    return engine

@@ -1,0 +1,249 @@
+"""The lifecycle on SQLite and PostgreSQL: every action allowed and refused per role and scope."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from models import ConflictError, InvalidInputError, Lifecycle, NotAllowedError, NotFoundError, events_of, session_scope
+from models.tables import EndorsementDecision, Event, ProgressReport, Proposal, ProposalCreate
+from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
+
+
+def snapshot(engine: Engine, pid: int) -> tuple[Any, ...]:
+    """Everything an action could change, to prove a refusal changed nothing."""
+    with session_scope(engine) as s:
+        p = s.get(Proposal, pid)
+        assert p is not None
+        n_events = s.exec(select(func.count()).select_from(Event).where(Event.proposal_id == pid)).one()
+        n_dec = s.exec(select(func.count()).select_from(EndorsementDecision)).one()
+        n_rep = s.exec(select(func.count()).select_from(ProgressReport)).one()
+        return (p.state, p.version, p.deadline, p.round, p.percent, n_events, n_dec, n_rep)
+
+
+def act(engine: Engine, lc: Lifecycle, pid: int, action: str, actor: str, now: dt.datetime = T0, **kw: Any) -> list[Event]:
+    with session_scope(engine) as s:
+        return lc.apply(s, pid, action, actor, now=now, **kw)
+
+
+def refused(engine: Engine, lc: Lifecycle, pid: int, action: str, actor: str, exc: type[Exception] = NotAllowedError,
+            now: dt.datetime = T0, **kw: Any) -> str:
+    before = snapshot(engine, pid)
+    with pytest.raises(exc) as info:
+        act(engine, lc, pid, action, actor, now, **kw)
+    assert snapshot(engine, pid) == before
+    return str(info.value)
+
+
+# (state, action, allowed actor, refused actors) — each refusal is a different wrong role or scope.
+MATRIX = [
+    ("drafted", "submit", AUTHOR, ["kuznetsov", "nurlanova", "petrov", "secretariat"]),
+    ("drafted", "withdraw", AUTHOR, ["kuznetsov", "secretariat"]),
+    ("in_review", "recommend", CHAIR, [AUTHOR, "nurlanova", "tursunov", "petrov"]),  # author, member, other chair, head
+    ("in_review", "return", CHAIR, [AUTHOR, "tursunov"]),
+    ("in_review", "reject", CHAIR, [AUTHOR, "liu.yang", "secretariat"]),
+    ("in_review", "withdraw", AUTHOR, [CHAIR]),
+    ("reviewed", "endorse", "petrov", [AUTHOR, CHAIR, "secretariat"]),
+    ("reviewed", "object", "li.ming", [CHAIR, "nurlanova"]),
+    ("reviewed", "withdraw", AUTHOR, ["petrov", CHAIR]),
+    ("endorsed", "approve", PRESIDING_HEAD, ["karimov", "sokolova", CHAIR, AUTHOR]),  # other heads, RU but not RU-CHE
+    ("endorsed", "refer_back", PRESIDING_HEAD, ["nurlanov", CHAIR]),
+    ("implementing", "report_progress", AUTHOR, ["petrov", "nurlanova"]),
+    ("implementing", "report_progress", CHAIR, ["tursunov"]),
+    ("implementing", "complete", CHAIR, ["petrov", "secretariat"]),
+]
+NEEDS = {"return": {"comment": "more detail"}, "reject": {"comment": "out of mandate"}, "object": {"comment": "no"},
+         "refer_back": {"comment": "budget"}, "report_progress": {"percent": 50, "comment": "half"}}
+DEST = {"submit": "in_review", "withdraw": "withdrawn", "recommend": "reviewed", "return": "drafted", "reject": "rejected",
+        "endorse": "reviewed", "object": "in_review", "approve": "implementing", "refer_back": "in_review",
+        "report_progress": "implementing", "complete": "implemented"}
+
+
+@pytest.mark.parametrize(("state", "action", "actor", "wrong"), MATRIX, ids=[f"{m[0]}-{m[1]}-{m[2]}" for m in MATRIX])
+def test_action_allowed_for_its_role_and_refused_for_others(
+    forum: Engine, lifecycle: Lifecycle, state: str, action: str, actor: str, wrong: list[str]
+) -> None:
+    pid = make_proposal(forum, lifecycle, state=state)
+    for other in wrong:
+        message = refused(forum, lifecycle, pid, action, other, **NEEDS.get(action, {}))
+        assert f"{other} may not {action}" in message
+        assert "allowed now:" in message
+    events = act(forum, lifecycle, pid, action, actor, **NEEDS.get(action, {}))
+    assert events[0].action == action and events[0].actor == actor
+    assert load(forum, pid).state == DEST[action]
+
+
+def test_actions_outside_their_state_are_refused_and_say_what_is_possible(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="drafted")
+    message = refused(forum, lifecycle, pid, "approve", PRESIDING_HEAD)
+    assert "'approve' is not possible in state 'drafted'" in message
+    assert f"submit by {AUTHOR}" in message
+    assert "unknown action 'fly'" in refused(forum, lifecycle, pid, "fly", AUTHOR)
+    refused(forum, lifecycle, pid, "submit", "nobody", NotFoundError)
+    with session_scope(forum) as s, pytest.raises(NotFoundError):
+        lifecycle.apply(s, 999, "submit", AUTHOR, now=T0)
+
+
+def test_system_actions_cannot_be_taken_by_people(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    assert "only the system" in refused(forum, lifecycle, pid, "silence", "secretariat")
+    assert "only the system" in refused(forum, lifecycle, pid, "consensus", PRESIDING_HEAD)
+
+
+def test_nobody_recommends_or_approves_their_own_proposal(forum: Engine, lifecycle: Lifecycle) -> None:
+    # The chair authors a proposal in their own group: nobody else may recommend it, and not the chair either.
+    pid = make_proposal(forum, lifecycle, state="drafted", author=CHAIR)
+    act(forum, lifecycle, pid, "submit", CHAIR)
+    assert "may not recommend their own proposal" in refused(forum, lifecycle, pid, "recommend", CHAIR)
+    # The presiding head cannot approve a proposal they wrote: petrov is no group member, so use the view of allowed.
+    with session_scope(forum) as s:
+        p = s.get(Proposal, pid)
+        assert p is not None
+        recommend = next(a for a in lifecycle.allowed(s, p, T0) if a.action == "recommend")
+        assert recommend.actors == []
+
+
+def test_comment_and_percent_rules(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="in_review")
+    assert "requires a comment" in refused(forum, lifecycle, pid, "return", CHAIR, InvalidInputError)
+    assert "requires a comment" in refused(forum, lifecycle, pid, "reject", CHAIR, InvalidInputError, comment="   ")
+    pid2 = make_proposal(forum, lifecycle, state="implementing")
+    assert "requires a percent" in refused(forum, lifecycle, pid2, "report_progress", AUTHOR, InvalidInputError)
+    assert "between 0 and 100" in refused(forum, lifecycle, pid2, "report_progress", AUTHOR, InvalidInputError, percent=101)
+    act(forum, lifecycle, pid2, "report_progress", AUTHOR, percent=60)
+    assert "cannot go back" in refused(forum, lifecycle, pid2, "report_progress", AUTHOR, InvalidInputError, percent=40)
+    assert "takes no percent" in refused(forum, lifecycle, pid2, "complete", AUTHOR, InvalidInputError, percent=100)
+    assert load(forum, pid2).percent == 60
+
+
+def test_deadline_follows_the_sla_of_each_state(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="drafted")
+    assert load(forum, pid).deadline is None
+    later = T0 + dt.timedelta(days=3)
+    act(forum, lifecycle, pid, "submit", AUTHOR, later)
+    p = load(forum, pid)
+    assert p.deadline == later + dt.timedelta(days=30)
+    assert p.state_entered_at == later and p.deadline.tzinfo is not None
+    act(forum, lifecycle, pid, "recommend", CHAIR, later)
+    assert load(forum, pid).deadline == later + dt.timedelta(days=21)
+
+
+def test_presiding_region_is_chosen_by_date(forum: Engine, lifecycle: Lifecycle) -> None:
+    last_day = dt.datetime(2022, 12, 31, 23, 0, tzinfo=dt.UTC)
+    first_day = dt.datetime(2023, 1, 1, 0, 30, tzinfo=dt.UTC)
+    a = make_proposal(forum, lifecycle, state="endorsed", now=last_day)
+    b = make_proposal(forum, lifecycle, state="endorsed", now=last_day)
+    # On 2023-01-01 Samarkand (UZ-SA) presides: Chelyabinsk's head no longer approves.
+    assert "presiding region UZ-SA" in refused(forum, lifecycle, a, "approve", "petrov", now=first_day)
+    act(forum, lifecycle, a, "approve", "karimov", first_day)
+    act(forum, lifecycle, b, "approve", "petrov", last_day)
+    assert load(forum, a).state == load(forum, b).state == "implementing"
+    before = dt.datetime(2019, 5, 1, tzinfo=dt.UTC)
+    c = make_proposal(forum, lifecycle, state="endorsed", now=before)
+    assert "no presiding term covers this date" in refused(forum, lifecycle, c, "approve", "petrov", now=before)
+
+
+def test_consensus_needs_every_member_state(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    for head in ONE_HEAD_PER_STATE[:-1]:
+        act(forum, lifecycle, pid, "endorse", head)
+    # A second head from an already endorsing state does not complete it; Uzbekistan is still missing.
+    act(forum, lifecycle, pid, "endorse", "sokolova")
+    assert load(forum, pid).state == "reviewed"
+    with session_scope(forum) as s:
+        p = s.get(Proposal, pid)
+        assert p is not None
+        assert lifecycle.must_act(s, p, T0) == ["karimov", "yusupova"]
+    assert "already decided" in refused(forum, lifecycle, pid, "endorse", "petrov")
+    events = act(forum, lifecycle, pid, "endorse", "yusupova")
+    assert [(e.action, e.actor, e.to_state) for e in events] == [
+        ("endorse", "yusupova", "reviewed"), ("consensus", "system", "endorsed"),
+    ]
+    p = load(forum, pid)
+    assert p.state == "endorsed" and p.presiding_region == "RU-CHE"
+    assert p.deadline == T0 + dt.timedelta(days=14)
+
+
+def test_objection_returns_to_review_and_opens_a_new_round(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    act(forum, lifecycle, pid, "endorse", "petrov")
+    act(forum, lifecycle, pid, "object", "yousafzai", comment="Needs the WCO data model")
+    p = load(forum, pid)
+    assert (p.state, p.round) == ("in_review", 1)
+    act(forum, lifecycle, pid, "recommend", CHAIR)
+    assert load(forum, pid).round == 2
+    # Decisions of round 1 do not count in round 2: petrov may endorse again, yousafzai may now endorse.
+    for head in ONE_HEAD_PER_STATE[:-1]:
+        act(forum, lifecycle, pid, "endorse", head)
+    act(forum, lifecycle, pid, "endorse", "karimov")
+    assert load(forum, pid).state == "endorsed"
+
+
+def test_silence_procedure_closes_the_round_at_its_deadline(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    act(forum, lifecycle, pid, "endorse", "li.ming")
+    deadline = load(forum, pid).deadline
+    assert deadline == T0 + dt.timedelta(days=21)
+    with session_scope(forum) as s:
+        assert lifecycle.close_round(s, pid, now=deadline - dt.timedelta(minutes=1)) is None
+    assert load(forum, pid).state == "reviewed"
+    with session_scope(forum) as s:
+        ev = lifecycle.close_round(s, pid, now=deadline)
+        assert ev is not None and ev.action == "silence" and ev.actor == "system"
+        assert ev.payload["endorsed_by"] == ["CN-HL"]
+    assert load(forum, pid).state == "endorsed"
+    with session_scope(forum) as s:  # closing again does nothing
+        assert lifecycle.close_round(s, pid, now=deadline + dt.timedelta(days=1)) is None
+
+
+def test_stale_write_is_a_conflict(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="in_review")
+    with session_scope(forum) as s1:
+        p = s1.get(Proposal, pid)  # read version 2
+        assert p is not None
+        act(forum, lifecycle, pid, "return", CHAIR, comment="again")  # someone else writes meanwhile
+        with pytest.raises(ConflictError):
+            lifecycle.apply(s1, pid, "withdraw", AUTHOR, now=T0)
+    assert load(forum, pid).state == "drafted"
+    assert "changed since it was read" in refused(forum, lifecycle, pid, "submit", AUTHOR, ConflictError, expected_version=2)
+
+
+def test_events_are_numbered_and_replay_reproduces_state(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="implementing")
+    act(forum, lifecycle, pid, "report_progress", AUTHOR, percent=100, comment="done")
+    act(forum, lifecycle, pid, "complete", CHAIR)
+    with session_scope(forum) as s:
+        events = events_of(s, pid)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[0].action == "create" and events[-1].action == "complete"
+        assert lifecycle.replay(events) == "implemented" == s.get(Proposal, pid).state  # type: ignore[union-attr]
+        assert all(e.at.tzinfo is not None for e in events)
+        assert s.get(Proposal, pid).version == len(events)  # type: ignore[union-attr]
+        events[3].to_state = "withdrawn"  # a tampered log does not replay
+        with pytest.raises(ValueError, match="replay gives"):
+            lifecycle.replay(events)
+        s.rollback()
+
+
+def test_only_group_members_propose(forum: Engine, lifecycle: Lifecycle) -> None:
+    with session_scope(forum) as s, pytest.raises(NotAllowedError, match="not a member of working group industry"):
+        lifecycle.create_proposal(session=s, proposal_in=ProposalCreate(group="industry", author="petrov", title="x"), now=T0)
+    with session_scope(forum) as s, pytest.raises(NotFoundError, match="working group 'space'"):
+        lifecycle.create_proposal(session=s, proposal_in=ProposalCreate(group="space", author="zhao.lei", title="x"), now=T0)
+    with session_scope(forum) as s, pytest.raises(InvalidInputError, match="aware"):
+        lifecycle.create_proposal(
+            session=s, proposal_in=ProposalCreate(group="industry", author="zhao.lei", title="x"), now=dt.datetime(2021, 1, 1)
+        )
+    with session_scope(forum) as s:
+        assert s.exec(select(func.count()).select_from(Proposal)).one() == 0
+
+
+def test_returned_proposal_gets_a_new_text_version(forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="in_review")
+    act(forum, lifecycle, pid, "return", CHAIR, comment="add budget")
+    assert load(forum, pid).text_version == 2

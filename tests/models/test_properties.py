@@ -1,0 +1,76 @@
+"""Random action sequences by random actors: the state is always valid and replay reproduces it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlmodel import select
+
+from config import ForumDefinition
+from models import ForumflowError, Lifecycle, create_schema, events_of, make_engine, session_scope, sync_definition
+from models.tables import EndorsementDecision, Proposal
+from tests.factories import T0, make_proposal
+
+ACTORS = ["zhao.lei", "kuznetsov", "nurlanova", "petrov", "karimov", "li.ming", "wang.jianguo", "deshmukh",
+          "seitkazieva", "toktogulov", "khan.ayesha", "rakhimov", "yousafzai", "secretariat", "system", "tursunov"]
+
+step = st.tuples(
+    st.sampled_from(["submit", "recommend", "return", "reject", "endorse", "object", "approve", "refer_back",
+                     "report_progress", "complete", "withdraw", "consensus", "silence", "close_round"]),
+    st.sampled_from(ACTORS),
+    st.integers(min_value=0, max_value=30),  # days to advance
+    st.sampled_from(["", "because"]),
+    st.one_of(st.none(), st.integers(min_value=-5, max_value=110)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step, min_size=1, max_size=40))
+def test_random_sequences_keep_a_valid_replayable_state(
+    definition: ForumDefinition, lifecycle: Lifecycle, steps: list[tuple[str, str, int, str, int | None]]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'p.db'}")
+        create_schema(engine)
+        with session_scope(engine) as s:
+            sync_definition(s, definition)
+        pid = make_proposal(engine, lifecycle)
+        now = T0
+        for action, actor, days, comment, percent in steps:
+            now += dt.timedelta(days=days)
+            with session_scope(engine) as s:
+                before = s.get(Proposal, pid)
+                assert before is not None
+                prior = (before.state, before.version)
+            try:
+                with session_scope(engine) as s:
+                    if action == "close_round":
+                        lifecycle.close_round(s, pid, now=now)
+                    else:
+                        lifecycle.apply(s, pid, action, actor, comment=comment, percent=percent, now=now)
+                succeeded = True
+            except ForumflowError:
+                succeeded = False
+            with session_scope(engine) as s:
+                p = s.get(Proposal, pid)
+                assert p is not None
+                assert p.state in lifecycle.workflow.state_names
+                if not succeeded:
+                    assert (p.state, p.version) == prior
+                events = events_of(s, pid)
+                assert lifecycle.replay(events) == p.state
+                assert p.version == len(events)
+                if p.state == "reviewed":
+                    decisions = s.exec(
+                        select(EndorsementDecision).where(
+                            EndorsementDecision.proposal_id == pid, EndorsementDecision.round == p.round
+                        )
+                    ).all()
+                    assert all(d.decision == "endorse" for d in decisions)
+                if p.state in lifecycle.open_states and lifecycle.workflow.state(p.state).sla_days:
+                    assert p.deadline == p.state_entered_at + dt.timedelta(days=lifecycle.workflow.state(p.state).sla_days or 0)
+        engine.dispose()
