@@ -1,0 +1,139 @@
+"""Mail commands: ``mail-sink``, ``outbox`` and ``dispatch``.
+
+``cli.main`` imports this module while it is being imported itself, so everything from it is imported
+inside the command functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+
+from models.errors import ForumflowError
+from models.outbox import DeliveryStatus
+
+STATUSES = [s.value for s in DeliveryStatus]
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Expected errors become one line on stderr and their exit code."""
+    try:
+        yield
+    except ForumflowError as exc:
+        from cli.main import fail
+
+        fail(str(exc), exc.exit_code)
+
+
+def mail_sink(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", help="Loopback address (default: FORUMFLOW_SMTP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: FORUMFLOW_SMTP_PORT).")] = None,
+) -> None:
+    """Run the local SMTP mail sink in the foreground; every message lands in the Maildir. Ctrl-C stops."""
+    from cli.main import err, settings_of
+    from notifications.sink import run_sink
+
+    settings = settings_of(ctx)
+    host, port = host or settings.smtp_host, port or settings.smtp_port
+    maildir = settings.maildir.resolve()
+    err.print(f"mail sink on {host}:{port}, storing into {maildir}; Ctrl-C stops", markup=False, highlight=False)
+    with _reported():
+        run_sink(maildir, host, port)
+
+
+def outbox(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status", help=f"Only this status ({', '.join(STATUSES)}).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows, newest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List deliveries (one mail per event and recipient, and daily digests) and their status."""
+    from rich.table import Table
+    from sqlmodel import col, select
+
+    from cli.main import fail, out, print_json, runtime
+    from models.db import session_scope
+    from models.outbox import Delivery
+    from models.tables import Event
+
+    if status is not None and status not in STATUSES:
+        fail(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}", 2)
+    rt = runtime(ctx)
+    with _reported(), session_scope(rt.engine) as session:
+        query = select(Delivery, Event).outerjoin(Event, col(Event.id) == col(Delivery.event_id))
+        if status is not None:
+            query = query.where(col(Delivery.status) == status)
+        rows = [_row(d, e) for d, e in session.exec(query.order_by(col(Delivery.id).desc()).limit(limit))]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"Outbox ({len(rows)} shown)")
+    for column in ("id", "proposal", "event", "recipient", "kind", "status", "attempts", "next attempt", "sent", "last error"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["id"]), str(r["proposal"] or ""), r["action"] or "", f"{r['recipient']} <{r['email']}>", r["kind"], r["status"],
+            str(r["attempts"]), r["next_attempt_at"] if r["status"] == "pending" else "", r["sent_at"] or "", r["last_error"],
+        )
+    out.print(table)
+
+
+def _row(d: Any, e: Any) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "proposal": e.proposal_id if e is not None else None,
+        "event_id": d.event_id,
+        "action": e.action if e is not None else None,
+        "recipient": d.recipient,
+        "email": d.email,
+        "kind": d.kind,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at.isoformat(timespec="seconds"),
+        "sent_at": d.sent_at.isoformat(timespec="seconds") if d.sent_at else None,
+        "message_id": d.message_id,
+        "digest_id": d.digest_id,
+        "last_error": d.last_error,
+    }
+
+
+def dispatch(
+    ctx: typer.Context,
+    now: Annotated[str | None, typer.Option("--now", help="The moment to dispatch at (ISO 8601; default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Plan deliveries for new events and send what is due now."""
+    from dataclasses import asdict
+
+    from cli.main import out, parse_when, print_json, runtime
+    from notifications import dispatch_once
+
+    when = parse_when(now)
+    rt = runtime(ctx)
+    with _reported():
+        report = dispatch_once(rt.engine, rt.settings, rt.lifecycle, now=when)
+    if as_json:
+        print_json({"planned": report.planned, **asdict(report.send)})
+        return
+    s = report.send
+    out.print(
+        f"planned {report.planned}; sent {s.sent} of {s.attempted}; to retry {s.retrying}; failed {s.failed}; "
+        f"dead {s.dead}; digests {s.digests}",
+        markup=False, highlight=False,
+    )
+    if s.errors:
+        from cli.main import fail
+
+        fail(f"mail server {rt.settings.smtp_host}:{rt.settings.smtp_port} unreachable: {s.errors[0]}", 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the mail commands to ``app``."""
+    app.command("mail-sink")(mail_sink)
+    app.command("outbox")(outbox)
+    app.command("dispatch")(dispatch)

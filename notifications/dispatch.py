@@ -1,0 +1,334 @@
+"""Sending the outbox: claim due deliveries, render them, send them over SMTP, record each outcome.
+
+A run claims a batch in one short transaction (a conditional UPDATE ... RETURNING, so two dispatchers
+never take the same row), sends it, and records the outcomes in another. A claimed row is leased: if
+the process dies in between, the row is due again when the lease ends. Never-twice therefore holds
+except when a process dies after the server accepted a mail and before the outcome was written; the
+Message-ID is the same on the resend, so a receiver can tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from config.settings import Settings
+from models.db import session_scope
+from models.lifecycle import Lifecycle, utc
+from models.outbox import Delivery, DeliveryKind, DeliveryStatus
+from models.tables import Event, Member, Proposal
+from notifications.mail import build_mail, new_message_id
+from notifications.planning import Directory, plan_deliveries
+from notifications.render import EventView, Renderer, member_zone
+from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for transient failures, then give up (status ``failed``)."""
+
+    base: dt.timedelta = dt.timedelta(minutes=1)
+    cap: dt.timedelta = dt.timedelta(hours=6)
+    max_attempts: int = 10
+    lease: dt.timedelta = dt.timedelta(minutes=15)
+
+    def delay(self, attempts: int) -> dt.timedelta:
+        """The wait after the ``attempts``-th failed try: base, 2 x base, 4 x base ... up to the cap."""
+        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+
+
+@dataclass
+class SendReport:
+    """What one sending run did."""
+
+    attempted: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    dead: int = 0
+    digests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: SendReport) -> None:
+        """Add up the counts of another run."""
+        for name in ("attempted", "sent", "retrying", "failed", "dead", "digests"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+
+
+@dataclass
+class DispatchReport:
+    """Planning and sending, once."""
+
+    planned: int
+    send: SendReport
+
+
+def send_pending(
+    engine: Engine, settings: Settings, lifecycle: Lifecycle, *, now: dt.datetime, limit: int | None = None,
+    policy: RetryPolicy | None = None,
+) -> SendReport:
+    """Send every delivery due at ``now`` (at most ``limit``), daily digests included; blocks until done."""
+    now = utc(now)
+    policy = policy or RetryPolicy()
+    config = SmtpConfig.from_settings(settings)
+    with session_scope(engine) as session:
+        digests = bundle_digests(session, now=now)
+    report = _run_async(_send(engine, config, lifecycle, now=now, limit=limit, policy=policy))
+    report.digests = digests
+    log.info(
+        "sent %d of %d (%d to retry, %d failed, %d dead, %d digests bundled)",
+        report.sent, report.attempted, report.retrying, report.failed, report.dead, digests,
+    )
+    return report
+
+
+def _run_async(coro: Coroutine[Any, Any, SendReport]) -> SendReport:
+    """Run ``coro`` to the end; from inside a running event loop (an async caller), in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="forumflow-send") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def dispatch_once(engine: Engine, settings: Settings, lifecycle: Lifecycle, *, now: dt.datetime) -> DispatchReport:
+    """Plan deliveries for new events (own transaction), then send what is due."""
+    with session_scope(engine) as session:
+        planned = plan_deliveries(session, lifecycle, now=now)
+    return DispatchReport(planned=planned, send=send_pending(engine, settings, lifecycle, now=now))
+
+
+# ---------------------------------------------------------------------- digests
+def bundle_digests(session: Session, *, now: dt.datetime) -> int:
+    """Gather each member's due digest items into one digest delivery per member and local day."""
+    now = utc(now)
+    due = (
+        col(Delivery.kind) == DeliveryKind.DIGEST_ITEM,
+        col(Delivery.digest_id).is_(None),
+        col(Delivery.status) == DeliveryStatus.PENDING,
+        col(Delivery.next_attempt_at) <= now,
+    )
+    handles = list(session.exec(select(Delivery.recipient).where(*due).group_by(col(Delivery.recipient))))
+    if not handles:
+        return 0
+    members = {m.handle: m for m in session.exec(select(Member).where(col(Member.handle).in_(handles)))}
+    created = 0
+    for handle in handles:
+        member = members[handle]
+        day = now.astimezone(member_zone(member)).date()
+        exists = session.exec(
+            select(func.count()).select_from(Delivery).where(Delivery.recipient == handle, Delivery.digest_day == day)
+        ).one()
+        if exists:
+            continue  # today's digest is gone already; these items wait for tomorrow's
+        digest = Delivery(
+            recipient=handle, email=member.email, kind=DeliveryKind.DIGEST, status=DeliveryStatus.PENDING,
+            next_attempt_at=now, created_at=now, digest_day=day,
+        )
+        session.add(digest)
+        session.flush()
+        session.execute(
+            update(Delivery).where(*due, col(Delivery.recipient) == handle).values(digest_id=digest.id)
+            .execution_options(synchronize_session=False)
+        )
+        created += 1
+    return created
+
+
+# ---------------------------------------------------------------------- sending
+async def _send(
+    engine: Engine, config: SmtpConfig, lifecycle: Lifecycle, *, now: dt.datetime, limit: int | None, policy: RetryPolicy,
+) -> SendReport:
+    report = SendReport()
+    renderer = Renderer(lifecycle.definition)
+    async with SmtpPool(config) as pool:
+        while limit is None or report.attempted < limit:
+            size = BATCH if limit is None else min(BATCH, limit - report.attempted)
+            with session_scope(engine) as session:
+                claimed = _claim(session, now=now, size=size, policy=policy, domain=config.sender.domain)
+                jobs = _jobs(session, renderer, config, claimed, now=now) if claimed else []
+            if not claimed:
+                break
+            outcomes = await pool.send(jobs)
+            with session_scope(engine) as session:
+                report.add(_record(session, claimed, outcomes, now=now, policy=policy))
+            if pool.down:
+                report.errors.append(pool.down)
+                break  # the server is unreachable: leave the rest for the next run
+    return report
+
+
+def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy, domain: str) -> list[Delivery]:
+    """Take up to ``size`` due deliveries: count the attempt and lease them, in one conditional UPDATE."""
+    due = (
+        col(Delivery.kind).in_([DeliveryKind.EVENT, DeliveryKind.DIGEST]),
+        col(Delivery.status) == DeliveryStatus.PENDING,
+        col(Delivery.next_attempt_at) <= now,
+    )
+    candidates = (
+        select(Delivery.id).where(*due).order_by(col(Delivery.next_attempt_at), col(Delivery.id)).limit(size)
+    ).scalar_subquery()
+    ids = list(
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(candidates), *due)
+            .values(attempts=col(Delivery.attempts) + 1, next_attempt_at=now + policy.lease)
+            .returning(col(Delivery.id))
+            .execution_options(synchronize_session=False)
+        ).scalars()
+    )
+    if not ids:
+        return []
+    rows = list(session.exec(select(Delivery).where(col(Delivery.id).in_(ids)).order_by(col(Delivery.id))))
+    fresh: list[dict[str, Any]] = []
+    for row in rows:
+        if row.message_id is None:
+            row.message_id = new_message_id(domain)
+            fresh.append({"id": row.id, "message_id": row.message_id})
+    if fresh:
+        session.execute(update(Delivery), fresh)
+    return rows
+
+
+def _jobs(
+    session: Session, renderer: Renderer, config: SmtpConfig, claimed: Sequence[Delivery], *, now: dt.datetime
+) -> list[Outgoing]:
+    """Load what the claimed deliveries need and wrap each in a job that renders it when sent."""
+    people = Directory.load(session)
+    items_of: dict[int, list[Delivery]] = defaultdict(list)
+    digest_ids = [d.id for d in claimed if d.kind == DeliveryKind.DIGEST]
+    if digest_ids:
+        items = select(Delivery).where(col(Delivery.digest_id).in_(digest_ids)).order_by(col(Delivery.event_id))
+        for item in session.exec(items):
+            assert item.digest_id is not None
+            items_of[item.digest_id].append(item)
+    event_ids = {d.event_id for d in claimed if d.event_id is not None} | {
+        i.event_id for items in items_of.values() for i in items if i.event_id is not None
+    }
+    events = {e.id: e for e in session.exec(select(Event).where(col(Event.id).in_(event_ids)))}
+    proposals = {
+        p.id: p for p in session.exec(select(Proposal).where(col(Proposal.id).in_({e.proposal_id for e in events.values()})))
+    }
+    recipients = {d.recipient for d in claimed} - set(people.members)
+    members = dict(people.members)
+    if recipients:  # deliveries planned before a member was deactivated still go out
+        members |= {m.handle: m for m in session.exec(select(Member).where(col(Member.handle).in_(recipients)))}
+
+    def view(event_id: int) -> EventView:
+        event = events[event_id]
+        proposal = proposals[event.proposal_id]
+        actor = members.get(event.actor) or session.get(Member, event.actor)
+        return EventView(
+            event=event,
+            proposal=proposal,
+            group_name=people.group_names.get(proposal.group, proposal.group),
+            actor_name=actor.name if actor is not None else event.actor,
+            chair=people.chairs.get(proposal.group, ""),
+            heads=frozenset(people.heads),
+            presiding_heads=people.presiding_heads(event.at),
+        )
+
+    jobs = []
+    for d in claimed:
+        member = members[d.recipient]
+        assert d.id is not None
+        if d.kind == DeliveryKind.DIGEST:
+            views = [view(i.event_id) for i in items_of[d.id] if i.event_id is not None]
+            build = _digest_builder(renderer, config, d, member, views, d.digest_day or now.date(), now)
+        else:
+            assert d.event_id is not None
+            build = _event_builder(renderer, config, d, member, view(d.event_id), now)
+        jobs.append(Outgoing(d.id, d.email, build))
+    return jobs
+
+
+def _event_builder(
+    renderer: Renderer, config: SmtpConfig, delivery: Delivery, member: Member, view: EventView, now: dt.datetime
+) -> Callable[[], bytes]:
+    def build() -> bytes:
+        rendered = renderer.event_message(view, member)
+        return build_mail(
+            rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
+            message_id=str(delivery.message_id), date=now, proposal_id=view.proposal.id,
+        )
+
+    return build
+
+
+def _digest_builder(
+    renderer: Renderer, config: SmtpConfig, delivery: Delivery, member: Member, views: list[EventView], day: dt.date,
+    now: dt.datetime,
+) -> Callable[[], bytes]:
+    def build() -> bytes:
+        rendered = renderer.digest_message(member, views, day=day)
+        return build_mail(
+            rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
+            message_id=str(delivery.message_id), date=now,
+        )
+
+    return build
+
+
+def _record(
+    session: Session, claimed: Sequence[Delivery], outcomes: dict[int, Outcome], *, now: dt.datetime, policy: RetryPolicy
+) -> SendReport:
+    """Write each outcome; a digest's items follow their digest."""
+    report = SendReport(attempted=len(claimed))
+    rows: list[dict[str, Any]] = []
+    settled: dict[str, list[int]] = defaultdict(list)  # status -> digest ids
+    for delivery in claimed:
+        assert delivery.id is not None
+        outcome = outcomes.get(delivery.id, Outcome(ok=False, error="not attempted"))
+        row: dict[str, Any]
+        if outcome.ok:
+            row = {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": ""}
+            report.sent += 1
+        elif outcome.permanent:
+            row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error}
+            report.dead += 1
+        elif delivery.attempts >= policy.max_attempts:
+            gave_up = f"gave up after {delivery.attempts} attempts: {outcome.error}"
+            row = {"status": DeliveryStatus.FAILED.value, "last_error": gave_up}
+            report.failed += 1
+        else:
+            retry_at = now + policy.delay(delivery.attempts)
+            row = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error}
+            report.retrying += 1
+        rows.append({"id": delivery.id, **row})
+        if delivery.kind == DeliveryKind.DIGEST and row["status"] != DeliveryStatus.PENDING:
+            settled[row["status"]].append(delivery.id)
+    # Bulk UPDATE by primary key needs the same keys in every row.
+    for keys, group in _by_keys(rows).items():
+        session.execute(update(Delivery), group)
+        log.debug("recorded %d outcomes (%s)", len(group), ", ".join(keys))
+    for status, ids in settled.items():
+        values: dict[str, Any] = {"status": status}
+        if status == DeliveryStatus.SENT:
+            values["sent_at"] = now
+        session.execute(
+            update(Delivery).where(col(Delivery.digest_id).in_(ids)).values(**values).execution_options(synchronize_session=False)
+        )
+    return report
+
+
+def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(row))].append(row)
+    return groups

@@ -1,0 +1,166 @@
+"""Planning: turn events that have no deliveries yet into outbox rows (idempotent)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from models.lifecycle import Lifecycle, utc
+from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
+from models.tables import Event, GroupMembership, Member, PresidingTerm, Proposal, WorkingGroup
+from notifications.recipients import Audience, RecipientRules, is_critical
+from notifications.render import member_zone
+
+log = logging.getLogger(__name__)
+
+# A digest covers the day before this local hour and goes out from it on.
+DIGEST_HOUR = 7
+PLAN_CHUNK = 500
+# Notices that ask their recipients to act: they reach only those who still must.
+_TO_ACTORS = ("remind", "progress_due")
+
+
+@dataclass
+class Directory:
+    """The people of the forum, loaded once per run: who is who, in which group, presiding when."""
+
+    members: dict[str, Member]
+    chairs: dict[str, str]
+    group_names: dict[str, str]
+    group_members: dict[str, list[str]]
+    heads: dict[str, str]  # handle -> region
+    secretariat: list[str]
+    terms: list[PresidingTerm]
+
+    @classmethod
+    def load(cls, session: Session) -> Directory:
+        """Read members, groups, memberships and presiding terms."""
+        members = {m.handle: m for m in session.exec(select(Member).where(col(Member.active)))}
+        groups = list(session.exec(select(WorkingGroup)))
+        group_members: dict[str, list[str]] = defaultdict(list)
+        for gm in session.exec(select(GroupMembership)):
+            if gm.member in members:
+                group_members[gm.group_key].append(gm.member)
+        return cls(
+            members=members,
+            chairs={g.key: g.chair for g in groups},
+            group_names={g.key: g.name for g in groups},
+            group_members=dict(group_members),
+            heads={h: m.region for h, m in members.items() if "head_of_region" in m.role_set and m.region},
+            secretariat=sorted(h for h, m in members.items() if "secretariat" in m.role_set),
+            terms=list(session.exec(select(PresidingTerm))),
+        )
+
+    def presiding_region(self, at: dt.datetime) -> str | None:
+        """The region whose term covers the UTC date of ``at``."""
+        day = at.astimezone(dt.UTC).date()
+        return next((t.region for t in self.terms if t.start <= day <= t.end), None)
+
+    def presiding_heads(self, at: dt.datetime) -> frozenset[str]:
+        """Heads of the region presiding at ``at``."""
+        region = self.presiding_region(at)
+        return frozenset(h for h, r in self.heads.items() if r == region)
+
+    def audience(self, event: Event, proposal: Proposal) -> Audience:
+        """Everyone a rule may name for ``event``."""
+        payload = event.payload or {}
+        named = payload.get("recipients", [])
+        return Audience(
+            author=proposal.author,
+            chair=self.chairs.get(proposal.group, ""),
+            group_members=self.group_members.get(proposal.group, []),
+            heads=self.heads,
+            secretariat=self.secretariat,
+            presiding_region=self.presiding_region(event.at),
+            recipients=[str(h) for h in named] if isinstance(named, list) else [],
+        )
+
+
+def digest_due(at: dt.datetime, tz: dt.tzinfo, hour: int = DIGEST_HOUR) -> dt.datetime:
+    """When the digest item of an event at ``at`` is due: the next ``hour`` o'clock in ``tz``, in UTC."""
+    local = at.astimezone(tz)
+    day = local.date() if local.hour < hour else local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=tz).astimezone(dt.UTC)
+
+
+def plan_deliveries(session: Session, lifecycle: Lifecycle, *, now: dt.datetime) -> int:
+    """Create the deliveries of every event not planned yet; returns the number of new rows (0 on a re-run)."""
+    now = utc(now)
+    rules = RecipientRules(lifecycle.definition)
+    people = Directory.load(session)
+    created = 0
+    while True:
+        events = list(
+            session.exec(
+                select(Event)
+                .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
+                .where(col(PlannedEvent.event_id).is_(None))
+                .order_by(col(Event.id))
+                .limit(PLAN_CHUNK)
+            )
+        )
+        if not events:
+            break
+        ids = {e.proposal_id for e in events}
+        proposals = {p.id: p for p in session.exec(select(Proposal).where(col(Proposal.id).in_(ids)))}
+        # Who must still act, as of now, for the proposals that got reminders: someone may have acted since.
+        reminded = {e.proposal_id: proposals[e.proposal_id] for e in events if e.action in _TO_ACTORS}
+        still = lifecycle.must_act_many(session, list(reminded.values()), now) if reminded else {}
+        rows: list[dict[str, Any]] = []
+        marks: list[dict[str, Any]] = []
+        for event in events:
+            proposal = proposals[event.proposal_id]
+            handles = _recipients(rules, people, event, proposal, still.get(event.proposal_id, []))
+            new = [row for h in handles if (row := _row(event, people.members[h], now)) is not None]
+            rows += new
+            marks.append({"event_id": event.id, "planned_at": now, "deliveries": len(new)})
+        if rows:
+            session.execute(insert(Delivery), rows)
+        session.execute(insert(PlannedEvent), marks)
+        created += len(rows)
+        log.debug("planned %d events, %d deliveries", len(events), len(rows))
+    if created:
+        log.info("planned %d deliveries", created)
+    return created
+
+
+def _recipients(rules: RecipientRules, people: Directory, event: Event, proposal: Proposal, must_act: list[str]) -> list[str]:
+    """Active members who must hear about ``event``; notices whose moment has passed reach nobody."""
+    audience = people.audience(event, proposal)
+    action = event.action
+    current = proposal.state == event.to_state and proposal.state_entered_at <= event.at
+    if action in ("remind", "escalate") and not current:
+        return []  # the proposal moved on since the notice: nothing is owed any more
+    if action == "progress_due" and proposal.last_progress_at is not None and proposal.last_progress_at > event.at:
+        return []
+    if action in _TO_ACTORS:
+        audience.recipients = [h for h in audience.recipients if h in must_act]
+    return [h for h in rules.resolve(action, event.actor, audience) if h in people.members]
+
+
+def _row(event: Event, member: Member, now: dt.datetime) -> dict[str, Any] | None:
+    """The outbox row for one recipient, following their preference; None when they want no mail."""
+    critical = is_critical(event.action)
+    kind, due = DeliveryKind.EVENT, now
+    if not critical and member.notify == "off":
+        return None
+    if not critical and member.notify == "digest":
+        kind, due = DeliveryKind.DIGEST_ITEM, max(now, digest_due(event.at, member_zone(member)))
+    return {
+        "event_id": event.id,
+        "recipient": member.handle,
+        "email": member.email,
+        "kind": kind.value,
+        "critical": critical,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": due,
+        "last_error": "",
+        "created_at": now,
+    }

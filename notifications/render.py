@@ -1,0 +1,333 @@
+"""Rendering: one jinja2 Environment, messages per member language, dates in the member's zone.
+
+Templates live in ``notifications/templates/<lang>/``:
+  events/<action>.txt   ``{% set %}`` blocks ``subject``, ``lead`` and optionally ``todo`` (plain text)
+  message.txt|html      the layout of a mail about one event
+  digest.txt|html       the layout of a daily digest (the text one also sets ``subject``)
+  labels.txt            translated state and action labels, and the system's name
+A template missing in a language falls back to English; an action without a template of its own uses
+``events/_generic.txt``. Sentences are plain text and are escaped when they enter the HTML layouts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import gettext
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycountry
+from babel.dates import format_date, format_datetime, format_time, format_timedelta, get_datetime_format
+from babel.numbers import format_percent
+from icalendar import Alarm, Calendar
+from icalendar import Event as CalendarEvent
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+
+from config.definition import ForumDefinition
+from models.lifecycle import SYSTEM
+from models.tables import Event, Member, Proposal
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("en", "ru", "zh")
+FALLBACK_LANGUAGE = "en"
+SUBJECT_MAX = 200
+UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+@functools.cache
+def environment() -> Environment:
+    """The one jinja2 Environment of the package (created on first use)."""
+    return Environment(
+        loader=PackageLoader("notifications", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,  # package data does not change under a running process
+    )
+
+
+def header_text(value: str, limit: int = SUBJECT_MAX) -> str:
+    """Text safe for a mail header: one line, no control characters, at most ``limit`` characters."""
+    value = unicodedata.normalize("NFC", value)
+    value = " ".join(UNSAFE_HEADER_CHARS.sub(" ", value).split())
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def member_zone(member: Member) -> dt.tzinfo:
+    """The member's time zone (UTC if the stored name is unknown)."""
+    try:
+        return ZoneInfo(member.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("member %s has unknown time zone %r; using UTC", member.handle, member.timezone)
+        return dt.UTC
+
+
+def language_of(member: Member) -> str:
+    """The member's language if the package speaks it, else English."""
+    return member.language if member.language in LANGUAGES else FALLBACK_LANGUAGE
+
+
+@functools.lru_cache(maxsize=4096)  # an event goes to many members in a few zones and languages
+def format_when(value: dt.datetime, lang: str, tz: dt.tzinfo) -> str:
+    """A moment as the member reads it: date and time in their zone, with the zone's name."""
+    date = format_date(value.astimezone(tz).date(), "long", locale=lang)
+    time = format_time(value, "short", tzinfo=tz, locale=lang)
+    zone = format_datetime(value, "zzzz", tzinfo=tz, locale=lang)
+    joined = str(get_datetime_format("long", locale=lang)).replace("{1}", date).replace("{0}", time)
+    return f"{joined}（{zone}）" if lang == "zh" else f"{joined} ({zone})"
+
+
+@functools.lru_cache(maxsize=4096)
+def format_day(value: dt.datetime, lang: str, tz: dt.tzinfo) -> str:
+    """The date of a moment in the member's zone."""
+    return format_date(value.astimezone(tz).date(), "medium", locale=lang)
+
+
+@functools.cache
+def region_label(code: str, lang: str) -> str:
+    """A region's name in ``lang`` where pycountry has it, else its ISO name; with its code."""
+    sub = pycountry.subdivisions.get(code=code)
+    if sub is None:
+        return code
+    name = sub.name
+    if lang != "en":
+        try:
+            name = gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=[lang]).gettext(name)
+        except OSError:
+            pass
+    return f"{name} ({code})"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A message ready to be put in an envelope."""
+
+    subject: str
+    text: str
+    html: str
+    language: str
+    ics: bytes | None = None
+
+
+@dataclass(frozen=True)
+class EventView:
+    """What the renderer needs about one event, loaded by the caller."""
+
+    event: Event
+    proposal: Proposal
+    group_name: str
+    actor_name: str
+    chair: str
+    presiding_heads: frozenset[str] = frozenset()
+    heads: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Said:
+    """An event as one kind of reader sees it: template variables, headline, lead sentence, what to do."""
+
+    ctx: dict[str, Any]
+    headline: str
+    lead: str
+    todo: str
+
+
+class Renderer:
+    """Renders mails about events and digests for members of one forum (one instance per run: it caches)."""
+
+    def __init__(self, definition: ForumDefinition) -> None:
+        self.definition = definition
+        self.env = environment()
+        self.forum_key = definition.forum.key
+        self._state_labels = {s.name: s.label or s.name for s in definition.workflow.states}
+        self._action_labels = {a.name: a.label or a.name for a in definition.workflow.actions}
+        self._slas = {s.name: s.sla_days for s in definition.workflow.states}
+        self._label_modules: dict[str, Any] = {}
+        self._said_cache: dict[tuple[Any, ...], _Said] = {}
+
+    # ------------------------------------------------------------------ templates
+    def _select(self, lang: str, *names: str) -> Template:
+        candidates = [f"{lng}/{name}" for name in names for lng in dict.fromkeys((lang, FALLBACK_LANGUAGE))]
+        return self.env.select_template(candidates)
+
+    def _labels(self, lang: str) -> Any:
+        if lang not in self._label_modules:
+            self._label_modules[lang] = self._select(lang, "labels.txt").module
+        return self._label_modules[lang]
+
+    def _state(self, name: str, lang: str) -> str:
+        return str(self._labels(lang).states.get(name, self._state_labels.get(name, name)))
+
+    def _action(self, name: str, lang: str) -> str:
+        return str(self._labels(lang).actions.get(name, self._action_labels.get(name, name)))
+
+    # ------------------------------------------------------------------ one event
+    def _reader(self, view: EventView, member: Member) -> tuple[str, dt.tzinfo, tuple[bool, bool, bool, bool]]:
+        """What, besides the event, changes the words: language, zone and the member's part in it."""
+        p = view.proposal
+        role = (member.handle == p.author, member.handle == view.chair, member.handle in view.heads,
+                member.handle in view.presiding_heads)
+        return language_of(member), member_zone(member), role
+
+    def _event_context(self, view: EventView, lang: str, tz: dt.tzinfo, role: tuple[bool, bool, bool, bool]) -> dict[str, Any]:
+        """The variables of the event templates; nothing in them depends on who the reader is but ``role``."""
+        ev, p = view.event, view.proposal
+        payload = ev.payload or {}
+        deadline = self._deadline(view)
+        due = _parse_time(payload.get("due"))
+        percent = payload.get("percent")
+        level = payload.get("level")
+        return {
+            "lang": lang,
+            "forum": self.definition.forum.name,
+            "forum_key": self.forum_key,
+            "pid": p.id,
+            "title": p.title,
+            "group": view.group_name,
+            "actor": self._labels(lang).system if ev.actor == SYSTEM else view.actor_name,
+            "action_label": self._action(ev.action, lang),
+            "state": self._state(ev.to_state, lang),
+            "from_state": self._state(ev.from_state, lang) if ev.from_state else "",
+            "at": format_when(ev.at, lang, tz),
+            "deadline": format_when(deadline, lang, tz) if deadline else "",
+            "deadline_day": format_day(deadline, lang, tz) if deadline else "",
+            "due": format_when(due, lang, tz) if due else "",
+            "comment": ev.comment,
+            "percent": format_percent(percent / 100, locale=lang) if isinstance(percent, int) else "",
+            "offset": _days(payload.get("offset_days"), lang),
+            "level": level if isinstance(level, int) else "",
+            "round": payload.get("round", p.round),
+            "region": region_label(str(payload["region"]), lang) if payload.get("region") else "",
+            "from_region": region_label(str(payload["from_region"]), lang) if payload.get("from_region") else "",
+            "to_region": region_label(str(payload["to_region"]), lang) if payload.get("to_region") else "",
+            "is_author": role[0],
+            "is_chair": role[1],
+            "is_head": role[2],
+            "is_presiding": role[3],
+        }
+
+    def _said(self, view: EventView, member: Member) -> _Said:
+        """The event's context and sentences for this kind of reader, rendered once per kind."""
+        lang, tz, role = self._reader(view, member)
+        key = (view.event.id, lang, tz, role)
+        said = self._said_cache.get(key) if view.event.id is not None else None
+        if said is None:
+            ctx = self._event_context(view, lang, tz, role)
+            module = self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt").make_module(ctx)
+            said = _Said(
+                ctx=ctx,
+                headline=header_text(str(module.subject)),  # type: ignore[attr-defined]
+                lead=" ".join(str(module.lead).split()),  # type: ignore[attr-defined]
+                todo=" ".join(str(getattr(module, "todo", "")).split()),
+            )
+            if len(self._said_cache) >= 2048:  # deliveries of one event come together: old entries are done
+                self._said_cache.pop(next(iter(self._said_cache)))
+            if view.event.id is not None:  # ids are unique in one database; a Renderer serves one
+                self._said_cache[key] = said
+        return said
+
+    def context(self, view: EventView, member: Member) -> dict[str, Any]:
+        """Every variable the message layouts may use, for ``member``."""
+        said = self._said(view, member)
+        subject = header_text(f"[{self.forum_key}] {said.headline}")
+        return {
+            **said.ctx, "name": member.name, "preference": member.notify,
+            "subject": subject, "lead": said.lead, "todo": said.todo,
+        }
+
+    def _deadline(self, view: EventView) -> dt.datetime | None:
+        """The deadline the event is about: the notice's, the one its state entry set, or the proposal's."""
+        ev, p = view.event, view.proposal
+        named = _parse_time((ev.payload or {}).get("deadline"))
+        if named is not None:
+            return named
+        if ev.from_state != ev.to_state:
+            sla = self._slas.get(ev.to_state)
+            return ev.at + dt.timedelta(days=sla) if sla else None
+        return p.deadline if p.state == ev.to_state else None
+
+    def event_message(self, view: EventView, member: Member) -> Rendered:
+        """The mail telling ``member`` about one event."""
+        ctx = self.context(view, member)
+        lang = ctx["lang"]
+        text = self._select(lang, "message.txt").render(ctx)
+        html = self._select(lang, "message.html").render(ctx)
+        ics = self._ics(view, ctx) if view.event.action == "remind" else None
+        return Rendered(ctx["subject"], text, html, lang, ics)
+
+    def _ics(self, view: EventView, ctx: Mapping[str, Any]) -> bytes | None:
+        """A calendar entry for the deadline a reminder is about (same UID for every reminder of it)."""
+        deadline = self._deadline(view)
+        if deadline is None:
+            return None
+        p = view.proposal
+        cal = Calendar()
+        cal.add("prodid", "-//forumflow//notifications//EN")
+        cal.add("version", "2.0")
+        cal.add("method", "PUBLISH")
+        entry = CalendarEvent()
+        entry.add("uid", f"deadline-{p.id}-{deadline:%Y%m%dT%H%M%SZ}@{self.forum_key}.forumflow")
+        entry.add("dtstamp", view.event.at)
+        entry.add("dtstart", deadline)
+        entry.add("dtend", deadline)
+        entry.add("summary", ctx["subject"])
+        entry.add("description", ctx["lead"])
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", ctx["subject"])
+        alarm.add("trigger", dt.timedelta(hours=-24))
+        entry.add_component(alarm)
+        cal.add_component(entry)
+        return bytes(cal.to_ical())
+
+    # ------------------------------------------------------------------ digests
+    def digest_message(self, member: Member, views: Sequence[EventView], *, day: dt.date) -> Rendered:
+        """One member's daily digest of ``views`` (oldest first)."""
+        lang, tz = language_of(member), member_zone(member)
+        items = []
+        for view in views:
+            said = self._said(view, member)
+            items.append({
+                "headline": said.headline, "lead": said.lead, "at": said.ctx["at"], "comment": said.ctx["comment"],
+                "pid": said.ctx["pid"],
+            })
+        ctx_digest: dict[str, Any] = {
+            "lang": lang,
+            "forum": self.definition.forum.name,
+            "forum_key": self.forum_key,
+            "name": member.name,
+            "day": format_date(day, "long", locale=lang),
+            "count": len(items),
+            "items": items,
+            "zone": format_datetime(dt.datetime.combine(day, dt.time(12), tzinfo=tz), "zzzz", tzinfo=tz, locale=lang),
+        }
+        module = self._select(lang, "digest.txt").make_module(ctx_digest)
+        subject = header_text(f"[{self.forum_key}] {str(module.subject).strip()}")  # type: ignore[attr-defined]
+        text = str(module).lstrip()
+        html = self._select(lang, "digest.html").render(ctx_digest | {"subject": subject})
+        return Rendered(subject, text, html, lang)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _days(value: Any, lang: str) -> str:
+    if not isinstance(value, int):
+        return ""
+    return format_timedelta(dt.timedelta(days=value), granularity="day", threshold=10_000, locale=lang)

@@ -1,0 +1,119 @@
+"""``forumflow dispatch``, ``outbox`` and ``mail-sink`` end to end, with the real mail sink."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from notifications.sink import MailSink, free_port
+from tests.cli.conftest import Invoke
+
+
+def _submitted(cli: Invoke) -> str:
+    assert cli("init").code == 0
+    r = cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Joint agro park")
+    assert r.code == 0, r.stderr
+    pid = r.stdout.strip()
+    assert cli("act", pid, "submit", "--as", "zhao.lei").code == 0
+    return pid
+
+
+def test_dispatch_sends_through_the_sink_and_outbox_shows_it(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = _submitted(cli)
+    with MailSink(tmp_path / "maildir", port=0) as sink:
+        monkeypatch.setenv("FORUMFLOW_SMTP_PORT", str(sink.port))
+        sent = cli("dispatch")
+        again = cli("dispatch", "--json")
+        stored = sink.messages()
+
+    assert sent.code == 0, sent.stderr
+    assert "planned 3; sent 3 of 3; to retry 0; failed 0; dead 0; digests 0" in sent.stdout
+    assert json.loads(again.stdout) | {"errors": []} == {
+        "planned": 0, "attempted": 0, "sent": 0, "retrying": 0, "failed": 0, "dead": 0, "digests": 0, "errors": [],
+    }
+    group = ["a.sharma@example.org", "n.kuznetsov@example.org", "s.nurlanova@example.org"]
+    assert sorted(str(m["Delivered-To"]) for m in stored) == group
+    rows = json.loads(cli("outbox", "--json").stdout)
+    assert len(rows) == 3
+    assert {(r["proposal"], r["action"], r["status"], r["attempts"]) for r in rows} == {(int(pid), "submit", "sent", 1)}
+    table = cli("outbox")
+    assert table.code == 0 and "kuznetsov" in table.stdout and "sent" in table.stdout
+    assert json.loads(cli("outbox", "--status", "dead", "--json").stdout) == []
+
+
+def test_dispatch_with_the_server_down_fails_in_one_line_and_keeps_the_mail(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _submitted(cli)
+    monkeypatch.setenv("FORUMFLOW_SMTP_PORT", str(free_port()))
+
+    r = cli("dispatch")
+
+    assert r.code == 1
+    assert r.stderr.count("\n") == 1 and "unreachable" in r.stderr
+    pending = json.loads(cli("outbox", "--status", "pending", "--json").stdout)
+    assert len(pending) == 3 and {p["attempts"] for p in pending} == {1}
+
+
+def test_outbox_refuses_an_unknown_status(cli: Invoke) -> None:
+    r = cli("outbox", "--status", "lost")
+
+    assert r.code == 2 and "unknown status 'lost'" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_mail_sink_runs_in_the_foreground_until_interrupted(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, FORUMFLOW_DATA_DIR=str(tmp_path / "data"), FORUMFLOW_SMTP_PORT=str(port))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import main; main()", "mail-sink"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "a@example.org", "b@example.org", "through the CLI sink"
+        msg.set_content("hello")
+        for _ in range(200):
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+                    smtp.send_message(msg)
+                break
+            except OSError:
+                time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+
+    assert proc.returncode == 0, err
+    assert f"127.0.0.1:{port}" in err and "maildir" in err
+    stored = list(mailbox.Maildir(tmp_path / "data" / "maildir", create=False))
+    assert [m["Subject"] for m in stored] == ["through the CLI sink"]
+
+
+def test_the_mail_commands_do_not_import_prefect(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from cli.main import app\n"
+        "for args in (['init'], ['outbox'], ['dispatch']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('prefect' in sys.modules)\n"
+    )
+    env = dict(os.environ, FORUMFLOW_DATA_DIR=str(tmp_path / "data"), FORUMFLOW_SMTP_PORT=str(free_port()))
+    env.pop("FORUMFLOW_DATABASE_URL", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+    assert r.stdout.strip().splitlines()[-1] == "False", r.stderr
