@@ -435,12 +435,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def demo(
     ctx: typer.Context,
     keep: Annotated[bool, typer.Option("--keep", help="Keep an existing demo database instead of starting fresh.")] = False,
+    prefect: Annotated[
+        bool, typer.Option("--prefect/--no-prefect", help="Run the review flow through Prefect (default) or call it directly.")
+    ] = True,
 ) -> None:
-    """Run the main job on the embedded defaults: a fresh forum and proposals taken through the lifecycle."""
+    """Run the main job on the embedded defaults: a forum year in simulated time, mail into the local sink."""
     from cli.demo import run_demo
 
     settings = settings_of(ctx)
-    run_demo(settings, definition_of(settings), out, fresh=not keep)
+    run_demo(settings, definition_of(settings), out, fresh=not keep, prefect=prefect)
 
 
 def _register_extensions() -> None:

@@ -68,6 +68,7 @@ def create_schema(engine: Engine) -> None:
     """Create all tables that do not exist yet (never drops anything)."""
     # Importing the table modules registers them on the metadata.
     import models.outbox
+    import models.review
     import models.tables  # noqa: F401
 
     SQLModel.metadata.create_all(engine)

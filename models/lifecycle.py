@@ -9,12 +9,13 @@ column and a conditional UPDATE (``SELECT ... FOR UPDATE`` does nothing on SQLit
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 from transitions import Machine, MachineError
@@ -56,6 +57,27 @@ class _Carrier:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A system notice to record on a proposal: its action, payload, and the columns it sets (if any)."""
+
+    proposal: Proposal
+    action: str
+    payload: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A system change to write in bulk: proposal, action, the state after it, the columns it sets, the payload."""
+
+    proposal: Proposal
+    action: str
+    to_state: str
+    values: dict[str, Any]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class AllowedAction:
     """An action possible now and the handles of those who may take it."""
 
@@ -65,17 +87,87 @@ class AllowedAction:
     comment_required: bool = False
 
 
-@dataclass
-class _Context:
-    """What a permission check needs to know about a proposal at a moment."""
+class Roster:
+    """The forum's people at a moment: chairs, group members, heads, secretariat, presiding region.
 
-    proposal: Proposal
-    chair: str
-    group_members: set[str]
-    presiding_region: str | None
-    heads: dict[str, Member]
-    secretariat: set[str]
-    decided: dict[str, str] = field(default_factory=dict)
+    Each part is read from the database on first use only, so an action reads what its roles need;
+    one roster can serve a whole batch of proposals.
+    """
+
+    def __init__(self, session: Session, now: dt.datetime) -> None:
+        self.session, self.now = session, utc(now)
+
+    @functools.cached_property
+    def chairs(self) -> dict[str, str]:
+        """Chair handle by working-group key."""
+        return {g.key: g.chair for g in self.session.exec(select(WorkingGroup))}
+
+    @functools.cached_property
+    def members(self) -> dict[str, set[str]]:
+        """Member handles by working-group key."""
+        out: dict[str, set[str]] = {}
+        for gm in self.session.exec(select(GroupMembership)):
+            out.setdefault(gm.group_key, set()).add(gm.member)
+        return out
+
+    @functools.cached_property
+    def heads(self) -> dict[str, Member]:
+        """Active heads of region (with a region) by handle."""
+        return _heads(self.session)
+
+    @functools.cached_property
+    def secretariat(self) -> set[str]:
+        """Handles of the active secretariat."""
+        return _secretariat(self.session)
+
+    @functools.cached_property
+    def presiding_region(self) -> str | None:
+        """The region presiding at ``now``."""
+        return presiding_region(self.session, self.now)
+
+
+class _Context:
+    """What a permission check needs to know about a proposal at a moment (parts read on first use)."""
+
+    def __init__(self, proposal: Proposal, roster: Roster, round_state: str, decided: dict[str, str] | None = None) -> None:
+        self.proposal, self.roster, self.round_state = proposal, roster, round_state
+        if decided is not None:
+            self.__dict__["decided"] = decided
+
+    @property
+    def chair(self) -> str:
+        chair = self.roster.chairs.get(self.proposal.group)
+        if chair is None:
+            raise NotFoundError(f"working group {self.proposal.group!r} not found")
+        return chair
+
+    @property
+    def group_members(self) -> set[str]:
+        return self.roster.members.get(self.proposal.group, set())
+
+    @property
+    def presiding_region(self) -> str | None:
+        return self.roster.presiding_region
+
+    @property
+    def heads(self) -> dict[str, Member]:
+        return self.roster.heads
+
+    @property
+    def secretariat(self) -> set[str]:
+        return self.roster.secretariat
+
+    @functools.cached_property
+    def decided(self) -> dict[str, str]:
+        p = self.proposal
+        if p.state != self.round_state:
+            return {}
+        return {
+            d.member: d.decision
+            for d in self.roster.session.exec(
+                select(EndorsementDecision).where(EndorsementDecision.proposal_id == p.id, EndorsementDecision.round == p.round)
+            )
+        }
 
 
 class Lifecycle:
@@ -96,6 +188,7 @@ class Lifecycle:
             ignore_invalid_triggers=False,
         )
         self.final_states = {s.name for s in self.workflow.states if s.final}
+        self._moves: dict[tuple[str, str], str] = {}
         self.open_states = [s for s in self.workflow.state_names if s not in self.final_states]
 
     # ------------------------------------------------------------------ the machine
@@ -103,6 +196,9 @@ class Lifecycle:
         """Run the machine: the state after ``action`` from ``state``; NotAllowedError if impossible."""
         if action not in self.actions:
             raise NotAllowedError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
+        known = self._moves.get((state, action))
+        if known is not None:
+            return known  # the machine is fixed: a move it made once it makes again
         carrier = _Carrier(state)
         self.machine.add_model(carrier, initial=state)
         try:
@@ -113,6 +209,7 @@ class Lifecycle:
             ) from None
         finally:
             self.machine.remove_model(carrier)
+        self._moves[(state, action)] = carrier.state
         return carrier.state
 
     def triggers(self, state: str) -> list[str]:
@@ -144,29 +241,8 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ context
     def _context(self, session: Session, proposal: Proposal, now: dt.datetime) -> _Context:
-        group = session.get(WorkingGroup, proposal.group)
-        if group is None:
-            raise NotFoundError(f"working group {proposal.group!r} not found")
-        members = set(session.exec(select(GroupMembership.member).where(GroupMembership.group_key == group.key)))
-        heads = _heads(session)
-        secretariat = _secretariat(session)
-        ctx = _Context(
-            proposal=proposal,
-            chair=group.chair,
-            group_members=members,
-            presiding_region=presiding_region(session, now),
-            heads=heads,
-            secretariat=secretariat,
-        )
-        if proposal.state == self.workflow.endorsement.state:
-            ctx.decided = {
-                d.member: d.decision
-                for d in session.exec(
-                    select(EndorsementDecision).where(
-                        EndorsementDecision.proposal_id == proposal.id, EndorsementDecision.round == proposal.round
-                    )
-                )
-            }
+        ctx = _Context(proposal, Roster(session, now), self.workflow.endorsement.state)
+        ctx.chair  # noqa: B018 - an unknown working group is reported before anything else
         return ctx
 
     def _holders(self, ctx: _Context, action: ActionDef) -> list[str]:
@@ -370,6 +446,14 @@ class Lifecycle:
     ) -> Event:
         """Move the proposal through the machine and write the event; conditional on the version read."""
         old_state = proposal.state
+        values, payload = self._transition_values(proposal, action, payload, now, lambda: presiding_region(session, now))
+        return self._write(session, proposal, action, actor, old_state, values, comment, payload, now)
+
+    def _transition_values(
+        self, proposal: Proposal, action: str, payload: dict[str, Any], now: dt.datetime, region: Callable[[], str | None],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The columns ``action`` sets on ``proposal`` at ``now`` (through the machine), and the event payload."""
+        old_state = proposal.state
         new_state = self.next_state(old_state, action)
         values: dict[str, Any] = {"state": new_state, "updated_at": now}
         if new_state != old_state:
@@ -382,10 +466,10 @@ class Lifecycle:
             if new_state == self.workflow.initial:
                 values["text_version"] = proposal.text_version + 1
         if new_state in self._approval_states():
-            values["presiding_region"] = presiding_region(session, now)
+            values["presiding_region"] = region()
         if action == self.workflow.progress.action:
             values |= {"last_progress_at": now, "percent": payload["percent"]}
-        return self._write(session, proposal, action, actor, old_state, values, comment, payload, now)
+        return values, payload
 
     def _approval_states(self) -> set[str]:
         return {a.source[0] for a in self.workflow.actions if "presiding_head" in a.roles and len(a.source) == 1}
@@ -432,6 +516,60 @@ class Lifecycle:
             session, proposal, action, SYSTEM, proposal.state, dict(values or {}, updated_at=utc(now)), comment, payload, utc(now)
         )
 
+    def notice_many(self, session: Session, notices: Sequence[Notice], *, now: dt.datetime) -> list[int]:
+        """Record many system notices at once; returns the new events' ids in the order of ``notices``.
+
+        One conditional UPDATE per proposal (its version moves by its number of notices) and one multi-row
+        INSERT of the events: the scheduled review writes thousands of notices in a sweep. A proposal changed
+        since it was read raises ConflictError; the caller's transaction must then be rolled back.
+        """
+        now = utc(now)
+        for n in notices:
+            if n.action not in NOTICES:
+                raise ValueError(f"{n.action!r} is not a notice")
+        return self._write_many(
+            session, [_Write(n.proposal, n.action, n.proposal.state, dict(n.values), n.payload) for n in notices], now
+        )
+
+    def _write_many(self, session: Session, writes: Sequence[_Write], now: dt.datetime) -> list[int]:
+        """Write state changes and their events in bulk, by the system actor; event ids in the order of ``writes``."""
+        if not writes:
+            return []
+        by_proposal: dict[int, list[int]] = {}
+        for i, w in enumerate(writes):
+            if w.proposal.id is None:
+                raise ValueError("a write needs a stored proposal")
+            by_proposal.setdefault(w.proposal.id, []).append(i)
+        connection = session.connection()
+        rows: list[dict[str, Any]] = [{} for _ in writes]
+        # Proposals whose writes set the same columns share one conditional UPDATE, run as an executemany.
+        updates: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for pid, indexes in by_proposal.items():
+            proposal = writes[indexes[0]].proposal
+            version, state = proposal.version, proposal.state
+            values: dict[str, Any] = {"updated_at": now}
+            for k, i in enumerate(indexes, 1):
+                w = writes[i]
+                values |= w.values
+                rows[i] = {
+                    "proposal_id": pid, "seq": version + k, "action": w.action, "from_state": state, "to_state": w.to_state,
+                    "actor": SYSTEM, "at": now, "comment": "", "payload": w.payload,
+                }
+                state = w.to_state
+            values["version"] = version + len(indexes)
+            params = {f"v_{key}": value for key, value in values.items()} | {"w_id": pid, "w_version": version}
+            updates.setdefault(frozenset(values), []).append(params)
+            for key, value in values.items():
+                set_committed_value(proposal, key, value)
+        for columns, params_list in updates.items():
+            result = connection.execute(_conditional_update(columns), params_list)
+            if result.rowcount != len(params_list):
+                raise ConflictError("a proposal was changed by someone else during the review; reload and try again")
+        events = Event.__table__  # type: ignore[attr-defined]
+        ids = connection.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        log.debug("%d system events on %d proposals", len(writes), len(by_proposal))
+        return [int(i) for i in ids]
+
     # ------------------------------------------------------------------ the silence procedure
     def close_round(self, session: Session, proposal_id: int, *, now: dt.datetime) -> Event | None:
         """At or after the round's deadline, endorse under the silence procedure (nobody objected).
@@ -468,6 +606,42 @@ class Lifecycle:
             now=now,
         )
 
+    def close_rounds(self, session: Session, proposals: Sequence[Proposal], *, now: dt.datetime) -> dict[int, int]:
+        """``close_round`` for many proposals with a fixed number of queries; returns closed proposal id -> event id.
+
+        Proposals not in a round, or whose deadline has not come, are left alone; a round with an objection
+        (impossible through ``apply``) is left open and logged.
+        """
+        now = utc(now)
+        rnd = self.workflow.endorsement
+        due = [p for p in proposals if p.id is not None and p.state == rnd.state and p.deadline is not None and p.deadline <= now]
+        if not due:
+            return {}
+        rounds = {p.id: p.round for p in due}
+        endorsed: dict[int, list[str]] = {pid: [] for pid in rounds if pid is not None}
+        objected: set[int] = set()
+        d = EndorsementDecision
+        decisions = session.exec(
+            select(d.proposal_id, d.round, d.region, d.decision).where(col(d.proposal_id).in_(list(rounds)))
+        )
+        for pid, rnd_no, decided_for, decision in decisions:
+            if rnd_no == rounds[pid]:
+                endorsed[pid].append(decided_for)
+                if decision == "object":
+                    objected.add(pid)
+        region = functools.cache(lambda: presiding_region(session, now))
+        writes = []
+        for p in due:
+            if p.id in objected:
+                log.error("proposal %s has objections in round %s; not closed by silence", p.id, p.round)
+                continue
+            deadline = p.deadline.isoformat() if p.deadline else None
+            payload = {"round": p.round, "endorsed_by": sorted(endorsed.get(p.id or 0, [])), "deadline": deadline}
+            values, payload = self._transition_values(p, rnd.silence, payload, now, region)
+            writes.append(_Write(p, rnd.silence, values["state"], values, payload))
+        ids = self._write_many(session, writes, now)
+        return {w.proposal.id or 0: event_id for w, event_id in zip(writes, ids, strict=True)}
+
     # ------------------------------------------------------------------ reading
     def must_act(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[str]:
         """Handles who must still act on ``proposal`` now (for reminders): holders of its non-withdraw actions."""
@@ -475,32 +649,23 @@ class Lifecycle:
             return []
         return self._must_act(self._context(session, proposal, utc(now)))
 
-    def must_act_many(self, session: Session, proposals: Sequence[Proposal], now: dt.datetime) -> dict[int, list[str]]:
+    def must_act_many(
+        self, session: Session, proposals: Sequence[Proposal], now: dt.datetime, *, roster: Roster | None = None,
+    ) -> dict[int, list[str]]:
         """``must_act`` for many proposals with a fixed number of queries (for the scheduled review)."""
-        now = utc(now)
-        chairs = {g.key: g.chair for g in session.exec(select(WorkingGroup))}
-        members: dict[str, set[str]] = {}
-        for gm in session.exec(select(GroupMembership)):
-            members.setdefault(gm.group_key, set()).add(gm.member)
-        heads, secretariat, region = _heads(session), _secretariat(session), presiding_region(session, now)
+        roster = roster or Roster(session, now)
         rnd = self.workflow.endorsement.state
         in_round = {p.id: p.round for p in proposals if p.state == rnd}
-        decided: dict[int, dict[str, str]] = {}
+        decided: dict[int, dict[str, str]] = {pid: {} for pid in in_round if pid is not None}
         if in_round:
             for d in session.exec(select(EndorsementDecision).where(col(EndorsementDecision.proposal_id).in_(list(in_round)))):
                 if d.round == in_round[d.proposal_id]:
-                    decided.setdefault(d.proposal_id, {})[d.member] = d.decision
+                    decided[d.proposal_id][d.member] = d.decision
         out: dict[int, list[str]] = {}
         for p in proposals:
             if p.id is None or p.state in self.final_states:
                 continue
-            if p.group not in chairs:
-                raise NotFoundError(f"working group {p.group!r} not found")
-            ctx = _Context(
-                proposal=p, chair=chairs[p.group], group_members=members.get(p.group, set()), presiding_region=region,
-                heads=heads, secretariat=secretariat, decided=decided.get(p.id, {}),
-            )
-            out[p.id] = self._must_act(ctx)
+            out[p.id] = self._must_act(_Context(p, roster, rnd, decided.get(p.id)))
         return out
 
     def _must_act(self, ctx: _Context) -> list[str]:
@@ -519,6 +684,17 @@ class Lifecycle:
                 continue
             who |= set(self._holders(ctx, spec))
         return sorted(who)
+
+
+@functools.cache
+def _conditional_update(columns: frozenset[str]) -> Any:
+    """UPDATE proposal SET <columns> WHERE id = :w_id AND version = :w_version, with bind names v_<column>."""
+    table = Proposal.__table__  # type: ignore[attr-defined]
+    return (
+        update(table)
+        .where(table.c.id == bindparam("w_id"), table.c.version == bindparam("w_version"))
+        .values({table.c[name]: bindparam(f"v_{name}") for name in sorted(columns)})
+    )
 
 
 def _heads(session: Session) -> dict[str, Member]:

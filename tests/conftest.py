@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,22 @@ from models import Lifecycle, create_schema, make_engine, session_scope, sync_de
 from models.db import normalise_url
 
 POSTGRES_ENV = "FORUMFLOW_TEST_POSTGRES_URL"
+
+# Prefect runs offline and keeps its state out of the user's home. Nothing above imports prefect, and this
+# module is imported before any test module, so these are in place before prefect reads its settings.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="forumflow-prefect-"))
+os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server and database for the whole test session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
 
 
 @pytest.fixture(scope="session")

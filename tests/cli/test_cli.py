@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import mailbox
 import os
 import subprocess
 import sys
@@ -131,13 +132,23 @@ def test_forum_summary_diagram_and_export(cli: Invoke, tmp_path: Path) -> None:
     assert cli("export", "--format", "csv").code == 2
 
 
-def test_demo_runs_on_a_fresh_database(cli: Invoke, tmp_path: Path) -> None:
-    r = cli("demo")
+def test_demo_tells_the_story_and_leaves_mail_in_three_languages(cli: Invoke, tmp_path: Path) -> None:
+    r = cli("demo", "--no-prefect")
     assert r.code == 0, r.stderr
     for state in ("implemented", "implementing", "rejected", "withdrawn"):
         assert state in r.stdout
-    for action in ("consensus", "silence", "object", "return", "approve", "report_progress"):
-        assert action in r.stdout
+    for action in ("consensus", "silence", "object", "return", "approve", "report_progress", "remind", "escalate",
+                   "handover", "progress_due"):
+        assert action in r.stdout, action
+    assert "RU-CHE → UZ-SA" in r.stdout
+    maildir = tmp_path / "data" / "demo-maildir"
+    messages = list(mailbox.Maildir(maildir, create=False))
+    languages = {m["Content-Language"] for m in messages}
+    assert languages == {"en", "ru", "zh"}
+    assert f"{len(messages)} mails delivered" in r.stdout
+    # A second run starts fresh: the same story, the same number of mails.
+    again = cli("demo", "--no-prefect")
+    assert again.code == 0 and len(list(mailbox.Maildir(maildir, create=False))) == len(messages)
 
 
 @pytest.mark.slow

@@ -1,0 +1,123 @@
+"""Flow commands: ``review``, ``serve`` and ``simulate``.
+
+Prefect is imported inside the commands only: the CLI's action path (``act``, ``show``, ...) never loads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from models.errors import ForumflowError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the flow commands to the ``forumflow`` app."""
+    app.command("review")(review)
+    app.command("serve")(serve)
+    app.command("simulate")(simulate)
+
+
+def review(
+    ctx: typer.Context,
+    now: Annotated[str | None, typer.Option("--now", help="Review as of this ISO time (default: now).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Proposals per task.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run the review flow once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
+    from cli.main import fail, out, parse_when, print_json, runtime
+
+    rt = runtime(ctx)
+    when = parse_when(now)
+    from flows.serve import export_settings, prepare_environment
+
+    prepare_environment(rt.settings)
+    export_settings(rt.settings)
+    try:
+        from flows.review import review as review_flow
+
+        counts = review_flow(now=when, batch_size=batch_size)
+    except ForumflowError as exc:
+        fail(str(exc), exc.exit_code)
+    if as_json:
+        print_json({"now": when.isoformat(), **counts})
+        return
+    out.print(
+        f"review at {when:%Y-%m-%d %H:%M} UTC: {counts['proposals']} proposals due; {counts['reminders']} reminders, "
+        f"{counts['escalations']} escalations, {counts['closed']} rounds closed by silence, {counts['handovers']} hand-overs, "
+        f"{counts['progress_due']} progress requests",
+        highlight=False,
+    )
+
+
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", help="Port of the local Prefect server (0: any free port).")] = 4200,
+) -> None:
+    """Serve the review and dispatch flows on their schedules (starts a local Prefect server unless PREFECT_API_URL is set)."""
+    from cli.main import fail, out, runtime
+
+    rt = runtime(ctx)
+    from flows.serve import serve_flows
+
+    try:
+        serve_flows(rt.settings, port=port, announce=lambda line: out.print(line, markup=False, highlight=False))
+    except ForumflowError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        out.print("stopped")
+
+
+def simulate(
+    ctx: typer.Context,
+    proposals: Annotated[int, typer.Option("--proposals", min=1, help="Proposals drafted during the simulation.")] = 200,
+    days: Annotated[int, typer.Option("--days", min=1, help="Simulated days.")] = 365,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run).")] = 1,
+    start: Annotated[str | None, typer.Option("--start", help="First simulated day (default 2022-07-01).")] = None,
+    mail: Annotated[bool, typer.Option("--mail/--no-mail", help="Also send every mail into a local mail sink.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Simulate forum activity hour by hour, the review and dispatch after each hour; check the invariants.
+
+    Dispatch runs after every simulated hour: it plans deliveries (the outbox is checked) and, with --mail,
+    sends them into a local SMTP sink (slower: every mail is rendered; the Maildir is checked too).
+    """
+    from rich.table import Table
+
+    from cli.main import definition_of, fail, out, print_json, settings_of
+    from flows.simulate import DEFAULT_START, SimulationConfig, result_json, run_simulation, summary_rows
+
+    settings = settings_of(ctx)
+    begin = DEFAULT_START
+    if start is not None:
+        try:
+            begin = dt.datetime.combine(dt.date.fromisoformat(start), dt.time(), tzinfo=dt.UTC)
+        except ValueError:
+            fail(f"--start: {start!r} is not a date (YYYY-MM-DD)", 2)
+    config = SimulationConfig(proposals=proposals, days=days, seed=seed, start=begin)
+    try:
+        result, folder = run_simulation(settings, definition_of(settings), config, mail=mail)
+    except ForumflowError as exc:
+        fail(str(exc), exc.exit_code)
+    if as_json:
+        print_json(result_json(result) | {"folder": str(folder)})
+    else:
+        figures = Table("", "", title="Simulation", show_header=False)
+        for label, value in summary_rows(result):
+            figures.add_row(label, value)
+        out.print(figures)
+        checks = Table("invariant", "cases", "result", title="Invariants")
+        for check in result.checks:
+            verdict = "[green]ok[/]" if check.ok else f"[red]FAILED ({len(check.failures)})[/]"
+            checks.add_row(check.name, str(check.checked), verdict)
+        out.print(checks)
+        for check in result.checks:
+            for failure in check.failures[:5]:
+                out.print(f"  {check.name}: {failure}", markup=False, highlight=False)
+        for refusal in result.refused[:5]:
+            out.print(f"  refused: {refusal}", markup=False, highlight=False)
+        out.print(f"database and mail: {folder}", markup=False, highlight=False)
+    if not result.ok:
+        raise typer.Exit(code=1)

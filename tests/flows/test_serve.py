@@ -1,0 +1,79 @@
+"""``forumflow serve`` on a fresh data dir: a local Prefect server, both deployments, scheduled runs that complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FORUMFLOW_"))}
+    env |= {
+        "FORUMFLOW_DATA_DIR": str(tmp_path / "data"), "FORUMFLOW_REVIEW_INTERVAL_MINUTES": "1",
+        "FORUMFLOW_DISPATCH_INTERVAL_MINUTES": "1", "FORUMFLOW_SMTP_PORT": "1", "COLUMNS": "200",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+    }
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import main; main()", "serve", "--port", "0"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )
+    try:
+        def ui_url() -> str | None:
+            match = re.search(r"Prefect UI: (http://127\.0\.0\.1:\d+)", Path(log.name).read_text())
+            return match.group(1) if match else None
+
+        api = _wait_for(ui_url, 150, "the Prefect server") + "/api"
+        assert (tmp_path / "data" / "prefect" / "prefect.db").is_file()  # the server's home is in the data dir
+
+        def completed() -> set[str] | None:
+            flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
+            runs = _post(f"{api}/flow_runs/filter", {})
+            done = {flows[r["flow_id"]] for r in runs if r["state_type"] == "COMPLETED" and r["deployment_id"]}
+            return done if done >= {"review", "dispatch"} else None
+
+        assert _wait_for(completed, 150, "scheduled runs of review and dispatch") >= {"review", "dispatch"}
+        deployments = {d["name"]: d for d in _post(f"{api}/deployments/filter", {})}
+        assert set(deployments) == {"review", "dispatch"}
+        assert all(d["schedules"][0]["schedule"]["interval"] == 60 for d in deployments.values())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    server_gone = subprocess.run(
+        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {api.split(':')[-1].split('/')[0]}"],
+        capture_output=True, check=False,
+    )
+    assert server_gone.returncode == 1, "the local Prefect server outlived forumflow serve"
