@@ -447,17 +447,11 @@ def demo(
 
 
 def _register_extensions() -> None:
-    """Commands that live in their own modules (mail, flows)."""
-    import importlib
+    """Commands that live in their own modules (mail, flows); each imports its heavy parts lazily."""
+    from cli import flow_commands, mail_commands
 
-    for name in ("cli.mail_commands", "cli.flow_commands"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+    mail_commands.register(app)
+    flow_commands.register(app)
 
 
 _register_extensions()
