@@ -658,9 +658,13 @@ class Lifecycle:
         in_round = {p.id: p.round for p in proposals if p.state == rnd}
         decided: dict[int, dict[str, str]] = {pid: {} for pid in in_round if pid is not None}
         if in_round:
-            for d in session.exec(select(EndorsementDecision).where(col(EndorsementDecision.proposal_id).in_(list(in_round)))):
-                if d.round == in_round[d.proposal_id]:
-                    decided[d.proposal_id][d.member] = d.decision
+            d = EndorsementDecision
+            rows = session.exec(
+                select(d.proposal_id, d.round, d.member, d.decision).where(col(d.proposal_id).in_(list(in_round)))
+            )
+            for pid, rnd_no, member, decision in rows:
+                if rnd_no == in_round[pid]:
+                    decided[pid][member] = decision
         out: dict[int, list[str]] = {}
         for p in proposals:
             if p.id is None or p.state in self.final_states:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Date, Index, String, UniqueConstraint, and_, bindparam, insert, or_, union
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import defer
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from config.definition import StateDef, Workflow
@@ -245,7 +246,11 @@ class _Batch:
         self.session, self.lifecycle, self.now = session, lifecycle, now
         self.wf = lifecycle.workflow
         self.report = ReviewReport()
-        self.proposals = list(session.exec(select(Proposal).where(col(Proposal.id).in_(list(ids))).order_by(col(Proposal.id))))
+        # The texts of the proposals are not needed here: not loading them keeps big batches light.
+        texts = [defer(getattr(Proposal, name)) for name in ("title", "summary", "body")]
+        self.proposals = list(
+            session.exec(select(Proposal).options(*texts).where(col(Proposal.id).in_(list(ids))).order_by(col(Proposal.id)))
+        )
         # Marks and cursors are read and written as plain rows (Core): thousands per batch, no ORM objects needed.
         connection = session.connection()
         marks, cursors = _MARKS.c, _CURSORS.c
@@ -265,7 +270,7 @@ class _Batch:
         self.cursor_updates: list[dict[str, Any]] = []
         # Who is who is read only when a step needs it: most batches need one or two parts of it.
         self.roster = Roster(session, now)
-        self._must_act: dict[int, list[str]] | None = None
+        self._must_act: dict[int, list[str]] = {}
         self.new_marks: list[dict[str, Any]] = []
         # Notices are written together at the end (one UPDATE per proposal, one INSERT for all events);
         # each waits with the mark that records it, which gets the event's id.
@@ -273,16 +278,19 @@ class _Batch:
         self.closing: list[Proposal] = []  # rounds past their deadline, closed together after the notices
 
     def must_act(self, pid: int) -> list[str]:
-        """Who must still act on proposal ``pid`` (computed for the whole batch on first use)."""
-        if self._must_act is None:
-            self._must_act = self.lifecycle.must_act_many(self.session, self.proposals, self.now, roster=self.roster)
+        """Who must still act on proposal ``pid`` (read in ``run`` for the proposals a reminder is due for)."""
         return self._must_act.get(pid, [])
 
     def run(self) -> ReviewReport:
-        for proposal in self.proposals:
+        work = [(p, self._due(p)) for p in self.proposals]
+        asking = [p for p, due in work if due is not None and any(s.kind in (REMIND, PROGRESS_DUE) for s in due[2])]
+        if asking:
+            self._must_act = self.lifecycle.must_act_many(self.session, asking, self.now, roster=self.roster)
+        for proposal, due in work:
             self.report.proposals += 1
             self._handover(proposal)
-            self._steps(proposal)
+            if due is not None:
+                self._steps(proposal, *due)
         self._write_notices()
         self._close_rounds()
         connection = self.session.connection()
@@ -316,13 +324,17 @@ class _Batch:
         self.report.handovers += 1
         log.info("proposal %s: handed over from %s to %s", p.id, old, new)
 
-    def _steps(self, p: Proposal) -> None:
+    def _due(self, p: Proposal) -> tuple[Plan, list[Step], list[Step]] | None:
+        """The plan of ``p``, its steps not taken yet, and those of them that are due."""
         todo = plan(self.wf, p)
         if todo is None:
-            return
+            return None
         pid = _pid(p)
         pending = [s for s in todo.steps if (pid, todo.anchor, s.kind, s.step) not in self.marks]
-        due = [s for s in pending if s.at <= self.now]
+        return todo, pending, [s for s in pending if s.at <= self.now]
+
+    def _steps(self, p: Proposal, todo: Plan, pending: list[Step], due: list[Step]) -> None:
+        pid = _pid(p)
         for i, step in enumerate(due):
             if step.kind == SILENCE:
                 self.closing.append(p)  # the next state's steps belong to its own anchor: no cursor now

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import time
 from typing import Any
 
 import pytest
@@ -39,8 +41,15 @@ def test_review_flow_reviews_in_batches_and_reruns_change_nothing(forum_url: str
     state = review(now=T0 + 23 * DAY, batch_size=2, db_url=forum_url, return_state=True)
     counts = state.result()
     assert counts["reminders"] == 6 and counts["proposals"] == 6 and counts["escalations"] == 0
-    names = sorted(tr.name.rsplit("-", 1)[0] for tr in _task_runs(state.state_details.flow_run_id))
-    assert names == ["review-batch"] * 3 + ["select-due"]  # 6 due proposals, batches of 2: three tasks
+    # 6 due proposals, batches of 2: three batch tasks. Task runs reach the server asynchronously: wait a little.
+    expected = ["review-batch"] * 3 + ["select-due"]
+    deadline = time.monotonic() + 20
+    while True:
+        names = sorted(tr.name.rsplit("-", 1)[0] for tr in _task_runs(state.state_details.flow_run_id))
+        if names == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert names == expected
 
     again = review(now=T0 + 23 * DAY, batch_size=2, db_url=forum_url)
     assert again["proposals"] == 0 and again["reminders"] == 0
@@ -70,3 +79,21 @@ def test_a_failing_batch_is_retried(forum_url: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(flows.review, "review_ids", flaky)
     assert review(now=T0 + 23 * DAY, db_url=forum_url)["reminders"] == 1
     assert len(calls) == 2
+
+
+def test_review_command_runs_the_flow_once(forum_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    ctx = flow_context(forum_url)
+    make_proposal(ctx.engine, ctx.lifecycle, state="in_review")
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["--db", forum_url, "review", "--now", (T0 + 23 * DAY).isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["reminders"] == 1
+    again = runner.invoke(app, ["--db", forum_url, "review", "--now", (T0 + 23 * DAY).isoformat(), "--json"])
+    assert json.loads(again.stdout)["reminders"] == 0
+    bad = runner.invoke(app, ["--db", forum_url, "review", "--now", "next tuesday"])
+    assert bad.exit_code == 2 and "invalid time" in bad.stderr
