@@ -92,8 +92,9 @@ def digest_due(at: dt.datetime, tz: dt.tzinfo, hour: int = DIGEST_HOUR) -> dt.da
 def plan_deliveries(session: Session, lifecycle: Lifecycle, *, now: dt.datetime) -> int:
     """Create the deliveries of every event not planned yet; returns the number of new rows (0 on a re-run)."""
     now = utc(now)
-    rules = RecipientRules(lifecycle.definition)
-    people = Directory.load(session)
+    # Loaded on the first unplanned event only: most scheduled runs find nothing to plan.
+    rules: RecipientRules | None = None
+    people: Directory | None = None
     created = 0
     while True:
         events = list(
@@ -107,6 +108,8 @@ def plan_deliveries(session: Session, lifecycle: Lifecycle, *, now: dt.datetime)
         )
         if not events:
             break
+        if rules is None or people is None:
+            rules, people = RecipientRules(lifecycle.definition), Directory.load(session)
         ids = {e.proposal_id for e in events}
         proposals = {p.id: p for p in session.exec(select(Proposal).where(col(Proposal.id).in_(ids)))}
         # Who must still act, as of now, for the proposals that got reminders: someone may have acted since.
