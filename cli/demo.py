@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import mailbox
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -251,7 +252,8 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
     if prefect:
         home = (data_dir / "prefect").resolve()
         console.print(
-            f"Prefect runs ({story.review_runs} review runs): PREFECT_HOME={home} prefect server start  "
+            f"Prefect runs ({story.review_runs} review runs): PREFECT_HOME={home} {Path(sys.executable).parent / 'prefect'} "
+            "server start  "
             "→ open http://127.0.0.1:4200/runs", markup=False,
         )
     console.print(f"Done in {time.perf_counter() - began:.0f} s.")
