@@ -7,13 +7,17 @@ inside the command functions.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from models.errors import ForumflowError
 from models.outbox import DeliveryStatus
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 STATUSES = [s.value for s in DeliveryStatus]
 
@@ -106,6 +110,9 @@ def dispatch(
     ctx: typer.Context,
     now: Annotated[str | None, typer.Option("--now", help="The moment to dispatch at (ISO 8601; default: now).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    flow: Annotated[
+        bool, typer.Option("--flow", help="Run it as the Prefect dispatch flow (visible in Prefect's run history).")
+    ] = False,
 ) -> None:
     """Plan deliveries for new events and send what is due now."""
     from dataclasses import asdict
@@ -115,6 +122,9 @@ def dispatch(
 
     when = parse_when(now)
     rt = runtime(ctx)
+    if flow:
+        _dispatch_flow(rt.settings, when, as_json)
+        return
     with _reported():
         report = dispatch_once(rt.engine, rt.settings, rt.lifecycle, now=when)
     if as_json:
@@ -130,6 +140,29 @@ def dispatch(
         from cli.main import fail
 
         fail(f"mail server {rt.settings.smtp_host}:{rt.settings.smtp_port} unreachable: {s.errors[0]}", 1)
+
+
+def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None:
+    """Run the ``dispatch`` flow once through Prefect and print its counts."""
+    from cli.main import fail, out, print_json
+    from flows.serve import export_settings, prepare_environment
+
+    prepare_environment(settings)
+    export_settings(settings)
+    from flows.dispatch import dispatch as dispatch_flow
+
+    with _reported():
+        counts = dispatch_flow(now=when)
+    if as_json:
+        print_json(counts)
+        return
+    out.print(
+        f"planned {counts['planned']}; sent {counts['sent']} of {counts['attempted']}; to retry {counts['retrying']}; "
+        f"failed {counts['failed']}; dead {counts['dead']}; digests {counts['digests']}",
+        markup=False, highlight=False,
+    )
+    if counts["attempted"] and not counts["sent"] and counts["retrying"]:
+        fail(f"mail server {settings.smtp_host}:{settings.smtp_port} unreachable: all deliveries left for retry", 1)
 
 
 def register(app: typer.Typer) -> None:

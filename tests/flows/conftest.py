@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,16 @@ from models import create_schema, make_engine, session_scope, sync_definition
 @pytest.fixture(autouse=True)
 def _prefect(prefect_harness: None) -> None:
     """Flows here talk to the session's temporary Prefect server."""
+
+
+@pytest.fixture(autouse=True)
+def _restore_forumflow_environment() -> Iterator[None]:
+    """Commands that run flows export their settings to the environment; undo that after each test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("FORUMFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("FORUMFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture

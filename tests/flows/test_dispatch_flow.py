@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.header
 import email.policy
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +93,24 @@ def test_hand_over_is_mailed_to_the_new_presiding_head(forum_url: str, sink: Mai
     dispatch(now=new_year, db_url=forum_url)
     assert [(r, s) for r, s, _ in delivered(forum_url, "handover")] == [("karimov", "sent")]
     assert any(m["To"] and "s.karimov@example.org" in str(m["To"]) for m in sink.messages())
+
+
+def test_dispatch_command_runs_the_flow_once(
+    forum_url: str, sink: MailSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    ctx = flow_context(forum_url)
+    make_proposal(ctx.engine, ctx.lifecycle, state="in_review")  # create + submit: the chair hears of it
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["--db", forum_url, "dispatch", "--flow", "--now", T0.isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert counts["planned"] >= 1 and counts["sent"] == counts["planned"]
+    assert sum(mailbox_ids(sink).values()) == counts["sent"]
+    again = runner.invoke(app, ["--db", forum_url, "dispatch", "--flow", "--now", T0.isoformat(), "--json"])
+    assert json.loads(again.stdout)["planned"] == 0
+    assert sum(mailbox_ids(sink).values()) == counts["sent"]
