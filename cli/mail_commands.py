@@ -117,7 +117,7 @@ def dispatch(
     """Plan deliveries for new events and send what is due now."""
     from dataclasses import asdict
 
-    from cli.main import out, parse_when, print_json, runtime
+    from cli.main import parse_when, print_json, runtime
     from notifications import dispatch_once
 
     when = parse_when(now)
@@ -131,20 +131,27 @@ def dispatch(
         print_json({"planned": report.planned, **asdict(report.send)})
         return
     s = report.send
-    out.print(
-        f"planned {report.planned}; sent {s.sent} of {s.attempted}; to retry {s.retrying}; failed {s.failed}; "
-        f"dead {s.dead}; digests {s.digests}",
-        markup=False, highlight=False,
-    )
+    _print_counts({"planned": report.planned, **asdict(s)})
     if s.errors:
         from cli.main import fail
 
         fail(f"mail server {rt.settings.smtp_host}:{rt.settings.smtp_port} unreachable: {s.errors[0]}", 1)
 
 
+def _print_counts(counts: dict[str, Any]) -> None:
+    """One line with what a dispatch planned and sent."""
+    from cli.main import out
+
+    out.print(
+        f"planned {counts['planned']}; sent {counts['sent']} of {counts['attempted']}; to retry {counts['retrying']}; "
+        f"failed {counts['failed']}; dead {counts['dead']}; digests {counts['digests']}",
+        markup=False, highlight=False,
+    )
+
+
 def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None:
     """Run the ``dispatch`` flow once through Prefect and print its counts."""
-    from cli.main import fail, out, print_json
+    from cli.main import fail, print_json
     from flows.serve import export_settings, prepare_environment
 
     prepare_environment(settings)
@@ -156,11 +163,7 @@ def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None
     if as_json:
         print_json(counts)
         return
-    out.print(
-        f"planned {counts['planned']}; sent {counts['sent']} of {counts['attempted']}; to retry {counts['retrying']}; "
-        f"failed {counts['failed']}; dead {counts['dead']}; digests {counts['digests']}",
-        markup=False, highlight=False,
-    )
+    _print_counts(counts)
     if counts["attempted"] and not counts["sent"] and counts["retrying"]:
         fail(f"mail server {settings.smtp_host}:{settings.smtp_port} unreachable: all deliveries left for retry", 1)
 

@@ -188,6 +188,10 @@ class Lifecycle:
             ignore_invalid_triggers=False,
         )
         self.final_states = {s.name for s in self.workflow.states if s.final}
+        # States awaiting a decision of the presiding region (they carry ``presiding_region``).
+        self.approval_states = frozenset(
+            a.source[0] for a in self.workflow.actions if "presiding_head" in a.roles and len(a.source) == 1
+        )
         self._moves: dict[tuple[str, str], str] = {}
         self.open_states = [s for s in self.workflow.state_names if s not in self.final_states]
 
@@ -465,19 +469,11 @@ class Lifecycle:
                 values["last_progress_at"] = now
             if new_state == self.workflow.initial:
                 values["text_version"] = proposal.text_version + 1
-        if new_state in self._approval_states():
+        if new_state in self.approval_states:
             values["presiding_region"] = region()
         if action == self.workflow.progress.action:
             values |= {"last_progress_at": now, "percent": payload["percent"]}
         return values, payload
-
-    def _approval_states(self) -> set[str]:
-        return {a.source[0] for a in self.workflow.actions if "presiding_head" in a.roles and len(a.source) == 1}
-
-    @property
-    def approval_states(self) -> set[str]:
-        """States awaiting a decision of the presiding region (they carry ``presiding_region``)."""
-        return self._approval_states()
 
     def _write(
         self, session: Session, proposal: Proposal, action: str, actor: str, old_state: str,
