@@ -13,16 +13,18 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
 from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
 from models.errors import ForumflowError
+
+if TYPE_CHECKING:
+    from models.runtime import Runtime
 
 app = typer.Typer(
     name="forumflow",
@@ -33,16 +35,6 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-
-@dataclass
-class Runtime:
-    """What every command needs: settings, the definition, its lifecycle and an engine."""
-
-    settings: Settings
-    definition: ForumDefinition
-    lifecycle: Any
-    engine: Engine
 
 
 @dataclass
@@ -81,43 +73,24 @@ def definition_of(settings: Settings) -> ForumDefinition:
 
 
 def runtime(ctx: typer.Context, *, sync_if_empty: bool = True) -> Runtime:
-    """Build (once per invocation) settings, definition, lifecycle and engine; the schema is created if missing."""
+    """Build (once per invocation) settings, definition, lifecycle and engine through the shared runtime."""
     opts: _Options = ctx.find_root().obj
     if opts.runtime is not None:
         return opts.runtime
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlmodel import select
+    from models.runtime import open_runtime
 
-    from models import Lifecycle, create_schema, make_engine, session_scope, sync_definition
-    from models.tables import Member
-
-    settings = settings_of(ctx)
-    definition = definition_of(settings)
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        engine = make_engine(settings.db_url)
-        create_schema(engine)
-        if sync_if_empty:
-            with session_scope(engine) as session:
-                if session.exec(select(Member.handle).limit(1)).first() is None:
-                    sync_definition(session, definition)
-    except SQLAlchemyError as exc:
-        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown error"])[0]
-        fail(f"database {_shown_url(settings.db_url)}: {reason}", 1)
-    opts.runtime = Runtime(settings, definition, Lifecycle(definition), engine)
+        opts.runtime = open_runtime(settings_of(ctx), sync_if_empty=sync_if_empty)
+    except ForumDefinitionError as exc:
+        fail(str(exc), 2)
     return opts.runtime
 
 
 def _shown_url(url: str) -> str:
     """A database URL with its password masked."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from models.runtime import shown_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparseable URL)"
+    return shown_url(url)
 
 
 def now_utc() -> dt.datetime:
