@@ -83,6 +83,8 @@ def runtime(ctx: typer.Context, *, sync_if_empty: bool = True) -> Runtime:
         opts.runtime = open_runtime(settings_of(ctx), sync_if_empty=sync_if_empty)
     except ForumDefinitionError as exc:
         fail(str(exc), 2)
+    except ForumflowError as exc:  # the database cannot be reached, or its schema is behind: one line
+        fail(str(exc), exc.exit_code)
     return opts.runtime
 
 
@@ -145,12 +147,20 @@ def _root(
 @app.command()
 @guarded
 def init(ctx: typer.Context) -> None:
-    """Create the schema and load or re-sync the forum definition (idempotent; never deletes proposals)."""
-    from models import session_scope, sync_definition
+    """Create or upgrade the schema to the newest revision and load or re-sync the forum definition.
 
-    rt = runtime(ctx, sync_if_empty=False)
-    with session_scope(rt.engine) as session:
-        report = sync_definition(session, rt.definition)
+    Idempotent and safe to run twice at once (the second waits for the first); never deletes proposals.
+    """
+    from models.runtime import initialise
+
+    opts: _Options = ctx.find_root().obj
+    try:
+        done = initialise(settings_of(ctx))
+    except ForumDefinitionError as exc:
+        fail(str(exc), 2)
+    rt = opts.runtime = done.runtime
+    report = done.sync
+    out.print(done.schema_line(), markup=False, highlight=False)
     out.print(
         f"[bold]{rt.definition.forum.name}[/]: {report.regions} regions, {report.groups} working groups, "
         f"{report.terms} presiding terms; members {report.members_added} added, {report.members_updated} updated, "

@@ -1,16 +1,29 @@
-"""Engine and session factory; nothing is created at import time."""
+"""Engine and session factory, and the schema's revision (Alembic); nothing is created at import time.
+
+A database is *empty* (none of forumflow's tables), *current* (at the newest shipped revision), *behind* (at an
+older one: ``forumflow init`` upgrades it) or *unknown* (a revision this code does not ship, or tables that match
+no revision). A database made by ``create_all`` before migrations existed has no ``alembic_version``: it counts
+as revision 0001 when its tables and columns are exactly those of 0001 (``init`` then stamps it), else as unknown.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
 
-from sqlalchemy import DateTime, event
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy import DateTime, event, inspect, text
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
+
+from models.errors import ForumflowError
+
+log = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -43,9 +56,10 @@ def normalise_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -64,16 +78,6 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Create all tables that do not exist yet (never drops anything)."""
-    # Importing the table modules registers them on the metadata.
-    import models.outbox
-    import models.review
-    import models.tables  # noqa: F401
-
-    SQLModel.metadata.create_all(engine)
-
-
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
@@ -84,3 +88,184 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# ---------------------------------------------------------------------------- schema revisions
+FIRST_REVISION = "0001"
+# pg_advisory_xact_lock(key, hashtext(schema)): one schema lock per PostgreSQL schema.
+_PG_LOCK_KEY = 0x0F0F10
+
+
+class SchemaError(ForumflowError):
+    """The database's schema is not the one this code needs; the message says what to do."""
+
+    exit_code = 1
+
+
+SchemaState = Literal["empty", "current", "behind", "unknown"]
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against the shipped migrations."""
+
+    state: SchemaState
+    current: str | None  # the revision of the database (0001 for a matching database without alembic_version)
+    head: str  # the newest shipped revision
+    stamped: bool  # alembic_version records ``current``
+    detail: str = ""  # why the state is unknown
+
+    @property
+    def usable(self) -> bool:
+        """Commands other than ``init`` may work on it."""
+        return self.state == "current"
+
+    def describe(self) -> str:
+        """One phrase for a person."""
+        if self.state == "empty":
+            return "no schema yet"
+        if self.state == "unknown":
+            return self.detail
+        unstamped = " (made before migrations, no alembic_version)" if not self.stamped else ""
+        return f"schema at revision {self.current}{unstamped}, newest {self.head}"
+
+
+@cache
+def _revision_tables(revision: str) -> dict[str, frozenset[str]]:
+    """Tables and their columns at ``revision``, read from a scratch in-memory SQLite database migrated to it."""
+    from alembic import command
+
+    from models.migrations import alembic_config
+
+    scratch = make_engine("sqlite://")
+    try:
+        with scratch.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+            insp = inspect(conn)
+            return {
+                t: frozenset(c["name"] for c in insp.get_columns(t)) for t in insp.get_table_names() if t != "alembic_version"
+            }
+    finally:
+        scratch.dispose()
+
+
+def _our_tables() -> set[str]:
+    from models.migrations import target_metadata
+
+    return set(target_metadata().tables)
+
+
+def schema_status(bind: Engine | Connection) -> SchemaStatus:
+    """The database's revision against the newest shipped one (no lock taken, nothing written)."""
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return schema_status(conn)
+    from alembic.runtime.migration import MigrationContext
+
+    from models.migrations import head_revision, script_directory
+
+    head = head_revision()
+    heads = MigrationContext.configure(bind).get_current_heads()
+    if len(heads) > 1:
+        return SchemaStatus("unknown", None, head, True, f"several schema revisions recorded ({', '.join(heads)})")
+    if heads:
+        current = heads[0]
+        if current == head:
+            return SchemaStatus("current", current, head, True)
+        known = {rev.revision for rev in script_directory().walk_revisions()}
+        if current in known:
+            return SchemaStatus("behind", current, head, True)
+        return SchemaStatus(
+            "unknown", current, head, True, f"schema revision {current} is not one this forumflow knows (newest {head})"
+        )
+    present = set(inspect(bind).get_table_names())
+    first = _revision_tables(FIRST_REVISION)
+    if not present & (set(first) | _our_tables()):
+        return SchemaStatus("empty", None, head, False)
+    insp = inspect(bind)
+    matches = all(t in present and frozenset(c["name"] for c in insp.get_columns(t)) == cols for t, cols in first.items())
+    if not matches:
+        return SchemaStatus(
+            "unknown", None, head, False,
+            f"tables without a schema revision that do not match revision {FIRST_REVISION}: migrate or recreate by hand",
+        )
+    return SchemaStatus("current" if head == FIRST_REVISION else "behind", FIRST_REVISION, head, False)
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the database's schema lock, committed at the end.
+
+    PostgreSQL: a transaction-level advisory lock per schema (``search_path``). SQLite: ``BEGIN IMMEDIATE``, which
+    holds the one write lock (other writers wait up to the busy timeout); foreign keys are off meanwhile, as SQLite
+    asks for schema changes that copy a table (Alembic batch mode), and checked before the commit.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set it before
+            conn.commit()
+        try:
+            with conn.begin():
+                if sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif conn.dialect.name == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
+                        {"key": _PG_LOCK_KEY},
+                    )
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+                    if broken is not None:
+                        raise SchemaError(f"foreign key broken in table {broken[0]} (row {broken[1]}): nothing changed")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+
+
+def upgrade_on(conn: Connection, status: SchemaStatus | None = None) -> SchemaStatus:
+    """Bring the schema on ``conn`` (inside schema_lock) to the newest revision; returns the status before.
+
+    An unversioned database matching 0001 is stamped 0001 first; an unknown one raises SchemaError.
+    """
+    from alembic import command
+
+    from models.migrations import alembic_config
+
+    before = status or schema_status(conn)
+    if before.state == "unknown":
+        raise SchemaError(f"{before.detail}")
+    cfg = alembic_config(conn)
+    if before.current is not None and not before.stamped:
+        log.info("stamping a database made before migrations as revision %s", before.current)
+        command.stamp(cfg, before.current)
+    if before.state != "current":
+        log.info("upgrading the schema from %s to %s", before.current or "nothing", before.head)
+        command.upgrade(cfg, "head")
+    return before
+
+
+def upgrade_schema(engine: Engine) -> SchemaStatus:
+    """Upgrade the database to the newest revision under the schema lock; returns the status before."""
+    with schema_lock(engine) as conn:
+        return upgrade_on(conn)
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring a database to the newest revision; an empty one quickly (create_all, then stamp the newest revision).
+
+    Equivalent to upgrade_schema, because the models and the migrations agree (tests/models/test_migrations.py).
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    from models.migrations import script_directory, target_metadata
+
+    with schema_lock(engine) as conn:
+        status = schema_status(conn)
+        if status.state != "empty":
+            upgrade_on(conn, status)
+            return
+        target_metadata().create_all(conn)
+        MigrationContext.configure(conn).stamp(script_directory(), "head")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from config.definition import ForumDefinition, load_definition
 from config.settings import Settings
-from models.db import create_schema, make_engine, session_scope
+from models.db import SchemaError, SchemaStatus, make_engine, schema_lock, schema_status, upgrade_on
 from models.errors import ForumflowError
 from models.lifecycle import Lifecycle
+from models.sync import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +60,108 @@ def _make_sqlite_folder(settings: Settings) -> None:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_runtime(settings: Settings, *, sync_if_empty: bool = True) -> Runtime:
-    """Load the definition (ForumDefinitionError on a bad file), open the database and prepare its schema.
-
-    With ``sync_if_empty``, an empty database receives the definition's regions, members, groups and terms.
-    A database that cannot be reached raises DatabaseError with one line.
-    """
+def _has_members(conn: Connection) -> bool:
     from sqlmodel import select
 
-    from models.sync import sync_definition
     from models.tables import Member
 
+    return conn.execute(select(Member.handle).limit(1)).first() is not None
+
+
+def _sync(conn: Connection, definition: ForumDefinition) -> SyncReport:
+    """Sync the definition inside the caller's transaction (the session joins it and does not commit)."""
+    from sqlmodel import Session
+
+    from models.sync import sync_definition
+
+    with Session(bind=conn) as session:
+        report = sync_definition(session, definition)
+        session.flush()
+    return report
+
+
+def _prepare(engine: Engine, definition: ForumDefinition, *, sync_if_empty: bool) -> None:
+    """Refuse a schema that is not current; bring an empty database to the newest revision (and its definition)."""
+    with engine.connect() as conn:
+        status = schema_status(conn)
+        if status.usable and (not sync_if_empty or _has_members(conn)):
+            return
+    with schema_lock(engine) as conn:
+        # Again under the lock: another process may have created or synced it meanwhile.
+        status = schema_status(conn)
+        if status.state == "empty":
+            log.info("empty database: creating the schema at revision %s", status.head)
+            upgrade_on(conn, status)
+        elif not status.usable:
+            action = "run `forumflow init` to upgrade it" if status.state == "behind" else "`forumflow init` cannot fix it"
+            raise SchemaError(f"{status.describe()}: {action}")
+        if sync_if_empty and not _has_members(conn):
+            _sync(conn, definition)
+
+
+def _open(settings: Settings) -> tuple[ForumDefinition, Engine]:
     definition = load_definition(settings.forum_file)
     _make_sqlite_folder(settings)
+    return definition, make_engine(settings.db_url)
+
+
+def _refuse(settings: Settings, engine: Engine, exc: SQLAlchemyError | SchemaError) -> NoReturn:
+    """Close the engine and raise DatabaseError with one line naming the database."""
+    engine.dispose()
+    if isinstance(exc, SchemaError):
+        raise DatabaseError(f"database {shown_url(settings.db_url)}: {exc}") from None
+    raise database_failure(settings, exc) from None
+
+
+def open_runtime(settings: Settings, *, sync_if_empty: bool = True) -> Runtime:
+    """Load the definition (ForumDefinitionError on a bad file), open the database and check its schema.
+
+    An empty database is brought to the newest schema revision and, with ``sync_if_empty``, receives the
+    definition's regions, members, groups and terms. A database whose schema is behind (or unknown) raises
+    DatabaseError telling to run ``forumflow init``; so does one that cannot be reached (one line each).
+    """
+    definition, engine = _open(settings)
     try:
-        engine = make_engine(settings.db_url)
-        create_schema(engine)
-        if sync_if_empty:
-            with session_scope(engine) as session:
-                if session.exec(select(Member.handle).limit(1)).first() is None:
-                    sync_definition(session, definition)
-    except SQLAlchemyError as exc:
-        raise database_failure(settings, exc) from None
+        _prepare(engine, definition, sync_if_empty=sync_if_empty)
+    except (SQLAlchemyError, SchemaError) as exc:
+        _refuse(settings, engine, exc)
     log.debug("runtime on %s", shown_url(settings.db_url))
     return Runtime(settings, definition, Lifecycle(definition), engine)
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What ``forumflow init`` did: the schema before and after, and the definition sync."""
+
+    runtime: Runtime
+    before: SchemaStatus
+    sync: SyncReport
+
+    def schema_line(self) -> str:
+        """One line on the schema."""
+        head = self.before.head
+        if self.before.state == "empty":
+            return f"schema created at revision {head}"
+        if self.before.state == "current" and self.before.stamped:
+            return f"schema at revision {head}, up to date"
+        if self.before.state == "current":
+            return f"schema made before migrations matches revision {head}: recorded as {head}"
+        return f"schema upgraded from revision {self.before.current} to {head}"
+
+
+def initialise(settings: Settings) -> InitReport:
+    """Bring the schema to the newest revision and sync the definition, in one transaction under the schema lock.
+
+    Safe to run concurrently: the second run waits for the first, then finds the schema current and re-syncs.
+    """
+    definition, engine = _open(settings)
+    try:
+        with schema_lock(engine) as conn:
+            before = upgrade_on(conn)
+            report = _sync(conn, definition)
+    except (SQLAlchemyError, SchemaError) as exc:
+        _refuse(settings, engine, exc)
+    return InitReport(Runtime(settings, definition, Lifecycle(definition), engine), before, report)
 
 
 _shared: dict[tuple[str, str], Runtime] = {}
