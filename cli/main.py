@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
@@ -26,7 +27,37 @@ from models.errors import ForumflowError
 if TYPE_CHECKING:
     from models.runtime import Runtime
 
+
+class _Commands(TyperGroup):
+    """The command group; a database error that escaped a command becomes one line here, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's click Context
+        """Run the command; map leftover SQLAlchemy errors (conflicting writes exit 5, others exit 1)."""
+        from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+        try:
+            return super().invoke(ctx)
+        except IntegrityError as exc:
+            fail(f"conflict: another command wrote the same data at the same time; try again ({_first_line(exc)})", 5)
+        except SQLAlchemyError as exc:
+            fail(f"database {_database_of(ctx)}: {_first_line(exc)}", 1)
+
+
+def _first_line(exc: Exception) -> str:
+    """The driver's first line of complaint."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _database_of(ctx: typer.Context) -> str:
+    """The database URL in force (password masked), for messages."""
+    try:
+        return _shown_url(settings_of(ctx).db_url)
+    except Exception:  # settings that cannot even be read
+        return "(unknown)"
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="forumflow",
     help="Proposal lifecycle of a multi-party forum's working groups.",
     no_args_is_help=True,

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import DateTime, event, inspect, text
+from sqlalchemy import DateTime, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -78,6 +79,22 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
     return engine
 
 
+def is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
+    """The error breaks the named unique constraint (PostgreSQL names it; SQLite lists its table's columns)."""
+    orig = exc.orig
+    name = getattr(getattr(orig, "diag", None), "constraint_name", None)
+    if name is not None:
+        return bool(name == constraint)
+    from models.migrations import target_metadata
+
+    for table in target_metadata().tables.values():
+        for c in table.constraints:
+            if isinstance(c, UniqueConstraint) and c.name == constraint:
+                columns = ", ".join(f"{table.name}.{col.name}" for col in c.columns)
+                return f"UNIQUE constraint failed: {columns}" in str(orig)
+    return False
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
@@ -94,6 +111,8 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 FIRST_REVISION = "0001"
 # pg_advisory_xact_lock(key, hashtext(schema)): one schema lock per PostgreSQL schema.
 _PG_LOCK_KEY = 0x0F0F10
+# How long a second init waits for the first on PostgreSQL (SQLite waits for its busy timeout, 10 s).
+LOCK_TIMEOUT_SECONDS = 120
 
 
 class SchemaError(ForumflowError):
@@ -210,6 +229,7 @@ def schema_lock(engine: Engine) -> Iterator[Connection]:
                 if sqlite:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 elif conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
                     conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"),
                         {"key": _PG_LOCK_KEY},

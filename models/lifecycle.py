@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 from transitions import Machine, MachineError
 
 from config.definition import ActionDef, ForumDefinition, Workflow
+from models.db import is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
 from models.tables import (
     EndorsementDecision,
@@ -425,6 +427,15 @@ class Lifecycle:
                     country=head.region.split("-")[0], decision="endorse" if action == rnd.endorse else "object", at=now,
                 )
             )
+            try:  # the same head deciding twice at once: the second one to write loses
+                session.flush()
+            except IntegrityError as exc:
+                if not is_unique_violation(exc, "uq_decision_member"):
+                    raise
+                raise ConflictError(
+                    f"proposal {proposal_id}: {actor} has just decided in round {payload['round']} (at the same time); "
+                    "reload and try again"
+                ) from None
         if spec.percent:
             session.add(ProgressReport(proposal_id=proposal_id, percent=percent or 0, note=comment, actor=actor, at=now))
 

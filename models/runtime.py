@@ -93,7 +93,7 @@ def _prepare(engine: Engine, definition: ForumDefinition, *, sync_if_empty: bool
             log.info("empty database: creating the schema at revision %s", status.head)
             upgrade_on(conn, status)
         elif not status.usable:
-            action = "run `forumflow init` to upgrade it" if status.state == "behind" else "`forumflow init` cannot fix it"
+            action = "run 'forumflow init' to upgrade it" if status.state == "behind" else "'forumflow init' cannot fix it"
             raise SchemaError(f"{status.describe()}: {action}")
         if sync_if_empty and not _has_members(conn):
             _sync(conn, definition)

@@ -14,8 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
+from typer.testing import CliRunner
 
 import models.migrations
+from cli.main import app
 from config import ForumDefinition
 from config.settings import Settings
 from models import Lifecycle, create_schema, session_scope
@@ -283,7 +285,9 @@ def test_a_database_behind_is_refused_until_init_upgrades_it(
         open_runtime(settings)
     message = str(caught.value)
     assert f"schema at revision {first.before.head}, newest {newest}" in message
-    assert message.endswith("run `forumflow init` to upgrade it") and "\n" not in message
+    assert message.endswith("run 'forumflow init' to upgrade it") and "\n" not in message
+    cli = CliRunner().invoke(app, ["--db", empty_db.url, "list"], catch_exceptions=False)
+    assert (cli.exit_code, cli.stdout, cli.stderr.splitlines()) == (1, "", [f"error: {message}"])
 
     done = initialise(settings)
     try:
