@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> None:
             command.check(cfg)
             print("models and migrations agree")
             return
+        if importlib.util.find_spec("ruff") is not None:  # tidy the generated file (imports, unused names)
+            cfg.set_section_option("post_write_hooks", "hooks", "ruff")
+            cfg.set_section_option("post_write_hooks", "ruff.type", "module")
+            cfg.set_section_option("post_write_hooks", "ruff.module", "ruff")
+            cfg.set_section_option("post_write_hooks", "ruff.options", "check --fix --quiet REVISION_SCRIPT_FILENAME")
         command.revision(cfg, message=args.message, autogenerate=not args.empty, rev_id=_next_id())
 
 
