@@ -189,3 +189,19 @@ def test_a_no_self_step_without_a_deputy_is_left_to_the_others(engine: Engine) -
         row = s.get(Proposal, pid)
         assert row is not None
         assert "petrov" not in lc.must_act(s, row, T0)
+
+
+def test_presiding_gaps_name_the_uncovered_days() -> None:
+    from models.queries import presiding_gaps
+
+    terms = [
+        PresidingTerm(region="UZ-SA", start=dt.date(2023, 3, 1), end=dt.date(2025, 12, 31)),
+        PresidingTerm(region="RU-CHE", start=dt.date(2020, 10, 29), end=dt.date(2022, 12, 31)),
+    ]
+    assert [g["message"] for g in presiding_gaps(terms)] == [
+        "no presiding term from 2023-01-01 to 2023-02-28: add one to the forum definition",
+        "no presiding term after 2025-12-31: add one to the forum definition",
+    ]
+    assert presiding_gaps(terms)[0] == {
+        "from": "2023-01-01", "to": "2023-02-28", "message": presiding_gaps(terms)[0]["message"],
+    }
