@@ -214,18 +214,21 @@ def forum(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
         print_json(data)
         return
     out.print(f"[bold]{data['forum']}[/]  member states: {', '.join(data['member_states'])}")
-    out.print(f"presiding now: {data['presiding_region_now'] or '—'}")
-    terms = Table("region", "start", "end", title="Presiding terms")
+    today = now_utc().date().isoformat()
+    out.print(f"presiding now: {data['presiding_region_now'] or f'— (no presiding term covers {today})'}", markup=False)
+    terms = Table("region", "start", "end", "deputy", title="Presiding terms")
     for t in data["presiding_terms"]:
-        terms.add_row(t["region"], t["start"], t["end"])
+        terms.add_row(t["region"], t["start"], t["end"], t["deputy"] or "—")
     out.print(terms)
+    for gap in data["presiding_gaps"]:
+        out.print(gap["message"], markup=False)
     regions = Table("code", "name", "head", title="Participating regions")
     for r in data["regions"]:
         regions.add_row(r["code"], r["name"], r["head"] or "—")
     out.print(regions)
-    groups = Table("key", "name", "chair", "members", title="Working groups")
+    groups = Table("key", "name", "chair", "deputy chair", "members", title="Working groups")
     for g in data["working_groups"]:
-        groups.add_row(g["key"], g["name"], g["chair"], str(len(g["members"])))
+        groups.add_row(g["key"], g["name"], g["chair"], g["deputy_chair"] or "—", str(len(g["members"])))
     out.print(groups)
     out.print("proposals: " + ", ".join(f"{k} {v}" for k, v in data["proposals"].items()))
 

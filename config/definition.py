@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import reprlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +48,11 @@ NOTIFY_TARGETS = ("author", "group_chair", "group_members", "heads_of_region", "
 # Notices the scheduled review records (besides the hand-over, named by workflow.handover_action).
 NOTICE_ACTIONS = ("remind", "escalate", "progress_due")
 
+# The scheduler's own actor: no member may carry this handle, and no interface may act as it.
+SYSTEM_HANDLE = "system"
+# Aliases may not make a YAML document larger than this many nodes once expanded ("billion laughs").
+MAX_YAML_NODES = 200_000
+
 _HANDLE = re.compile(r"^[a-z][a-z0-9_.-]{1,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
@@ -63,6 +69,15 @@ class ForumDefinitionError(ValueError):
         super().__init__(f"{file}: {key}: {reason}" if key else f"{file}: {reason}")
 
 
+_SHORT = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 60, 60, 4, 4, 2
+
+
+def short(value: Any) -> str:
+    """A bounded repr of ``value`` for messages: never the expansion of a huge or nested value."""
+    return _SHORT.repr(value)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,19 +90,29 @@ class ForumInfo(_Strict):
 
 
 class PresidingTerm(_Strict):
-    """A region chairs the forum from ``start`` to ``end`` inclusive (dates in UTC)."""
+    """A region chairs the forum from ``start`` to ``end`` inclusive (dates in UTC).
+
+    ``deputy`` takes the presiding region's steps that the no-self rule bars its head from: approving
+    a proposal the head wrote.
+    """
 
     region: str
     start: dt.date
     end: dt.date
+    deputy: Handle | None = None
 
 
 class WorkingGroup(_Strict):
-    """An ad hoc working group: key, name, chair and members (handles)."""
+    """An ad hoc working group: key, name, chair, deputy chair and members (handles).
+
+    ``deputy_chair`` takes the chair's steps that the no-self rule bars the chair from: recommending a
+    proposal the chair wrote.
+    """
 
     key: Key
     name: str = Field(min_length=1)
     chair: Handle
+    deputy_chair: Handle | None = None
     members: list[Handle] = Field(min_length=1)
 
 
@@ -107,7 +132,7 @@ class Member(_Strict):
     @classmethod
     def _email(cls, value: str) -> str:
         if not _EMAIL.match(value) or any(c in value for c in "\r\n<>,;\" "):
-            raise ValueError(f"invalid e-mail address {value!r}")
+            raise ValueError(f"invalid e-mail address {short(value)}")
         return value
 
     @field_validator("timezone")
@@ -116,7 +141,7 @@ class Member(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+            raise ValueError(f"unknown time zone {short(value)}") from None
         return value
 
 
@@ -271,6 +296,8 @@ def _check(defn: ForumDefinition) -> tuple[str, str] | None:
     if d := _dupes([m.email.lower() for m in defn.members]):
         return "members", f"duplicate e-mail address {d!r}"
     for i, m in enumerate(defn.members):
+        if m.handle == SYSTEM_HANDLE:
+            return f"members[{i}].handle", f"{SYSTEM_HANDLE!r} is reserved for the scheduled review and cannot be a member"
         if m.region is not None and m.region not in defn.regions:
             return f"members[{i}].region", f"unknown region {m.region!r} (not a participating region)"
         if "head_of_region" in m.roles and m.region is None:
@@ -286,6 +313,11 @@ def _check(defn: ForumDefinition) -> tuple[str, str] | None:
             return f"presiding_terms[{i}]", "term ends before it starts"
         if t.region not in heads:
             return f"presiding_terms[{i}].region", f"presiding region {t.region!r} has no head of region member"
+        if t.deputy is not None:
+            if t.deputy not in handles:
+                return f"presiding_terms[{i}].deputy", f"unknown member {t.deputy!r}"
+            if t.deputy in _heads_of(defn, t.region):
+                return f"presiding_terms[{i}].deputy", f"deputy {t.deputy!r} is a head of {t.region} already"
     for (_, a), (j, b) in itertools.pairwise(terms):
         if b.start <= a.end:
             return f"presiding_terms[{j}]", f"term of {b.region} overlaps the term of {a.region}"
@@ -302,7 +334,76 @@ def _check(defn: ForumDefinition) -> tuple[str, str] | None:
             return f"working_groups[{i}].chair", f"chair {g.chair!r} is not a member of the group"
         if d := _dupes(g.members):
             return f"working_groups[{i}].members", f"duplicate member {d!r}"
-    return _check_workflow(defn.workflow) or _check_notifications(defn, handles)
+        if g.deputy_chair is not None:
+            if g.deputy_chair not in g.members:
+                return f"working_groups[{i}].deputy_chair", f"deputy chair {g.deputy_chair!r} is not a member of the group"
+            if g.deputy_chair == g.chair:
+                return f"working_groups[{i}].deputy_chair", "the deputy chair must be another member than the chair"
+    return _check_workflow(defn.workflow) or _check_holders(defn) or _check_notifications(defn, handles)
+
+
+def _heads_of(defn: ForumDefinition, region: str) -> set[str]:
+    """Handles of the heads of ``region``."""
+    return {m.handle for m in defn.members if "head_of_region" in m.roles and m.region == region}
+
+
+def _possible_holders(
+    defn: ForumDefinition, action: ActionDef, group: WorkingGroup, author: str, term: PresidingTerm | None
+) -> set[str]:
+    """Who could take ``action`` on a proposal by ``author`` in ``group`` during ``term`` (as the lifecycle decides)."""
+    who: set[str] = set()
+    for role in action.roles:
+        if role == "author":
+            who.add(author)
+        elif role == "group_chair":
+            deputy = action.not_author and group.chair == author and group.deputy_chair
+            who.add(group.deputy_chair if deputy and group.deputy_chair else group.chair)
+        elif role == "group_member":
+            who |= set(group.members)
+        elif role == "secretariat":
+            who |= {m.handle for m in defn.members if "secretariat" in m.roles}
+        elif role == "head_of_region":
+            who |= {m.handle for m in defn.members if "head_of_region" in m.roles}
+        elif role == "presiding_head" and term is not None:
+            presiding = _heads_of(defn, term.region)
+            who |= presiding
+            if action.not_author and author in presiding and term.deputy:
+                who.add(term.deputy)
+    if action.not_author:
+        who.discard(author)
+    return who
+
+
+def _check_holders(defn: ForumDefinition) -> tuple[str, str] | None:
+    """Every action people take has someone to take it, whoever of a group's members is the author."""
+    for i, action in enumerate(defn.workflow.actions):
+        if SYSTEM_HANDLE in action.roles:
+            continue
+        terms: list[tuple[int, PresidingTerm | None]] = (
+            list(enumerate(defn.presiding_terms)) if "presiding_head" in action.roles else [(-1, None)]
+        )
+        for g_index, group in enumerate(defn.working_groups):
+            for author in group.members:
+                for t_index, term in terms:
+                    if _possible_holders(defn, action, group, author, term):
+                        continue
+                    if "group_chair" in action.roles and author == group.chair:
+                        return (
+                            f"working_groups[{g_index}]",
+                            f"nobody could {action.name} a proposal written by the chair {author!r}: "
+                            "name a deputy_chair (another member of the group)",
+                        )
+                    if term is not None and author in _heads_of(defn, term.region):
+                        return (
+                            f"presiding_terms[{t_index}]",
+                            f"nobody could {action.name} a proposal written by {author!r}, head of the presiding region "
+                            f"{term.region} and member of working group {group.key}: name a deputy for the term",
+                        )
+                    return (
+                        f"workflow.actions[{i}].roles",
+                        f"nobody could {action.name} a proposal written by {author!r} in working group {group.key}",
+                    )
+    return None
 
 
 def _check_notifications(defn: ForumDefinition, handles: set[str]) -> tuple[str, str] | None:
@@ -343,6 +444,8 @@ def _check_workflow(wf: Workflow) -> tuple[str, str] | None:
                 return f"workflow.actions[{i}].source[{j}]", f"action {a.name!r} leaves final state {s!r}"
         if a.dest not in names:
             return f"workflow.actions[{i}].dest", f"action {a.name!r} names unknown state {a.dest!r}"
+        if SYSTEM_HANDLE in a.roles and len(a.roles) > 1:
+            return f"workflow.actions[{i}].roles", "an action of the system cannot be taken by anyone else too"
     for i, st in enumerate(wf.states):
         if st.reminders and st.sla_days is None:
             return f"workflow.states[{i}].reminders", f"state {st.name!r} has reminders but no sla_days"
@@ -368,6 +471,43 @@ def _check_workflow(wf: Workflow) -> tuple[str, str] | None:
         return "workflow.progress.action", f"unknown action {wf.progress.action!r}"
     if wf.handover_action in actions:
         return "workflow.handover_action", f"{wf.handover_action!r} is reserved for the term hand-over notice"
+    for i, a in enumerate(wf.actions):
+        if SYSTEM_HANDLE in a.roles and a.name not in (rnd.consensus, rnd.silence):
+            return f"workflow.actions[{i}].roles", (
+                f"the system takes only the round's {rnd.consensus!r} and {rnd.silence!r}: nobody would take {a.name!r}"
+            )
+    return _check_graph(wf)
+
+
+def _check_graph(wf: Workflow) -> tuple[str, str] | None:
+    """Every state can be reached, and a final state can be reached from every state (no dead end, no closed loop)."""
+    leads: dict[str, set[str]] = {name: set() for name in wf.state_names}
+    for a in wf.actions:
+        for s in a.source:
+            leads[s].add(a.dest)
+    reached, todo = {wf.initial}, [wf.initial]
+    while todo:
+        for nxt in leads[todo.pop()] - reached:
+            reached.add(nxt)
+            todo.append(nxt)
+    for i, st in enumerate(wf.states):
+        if st.name not in reached:
+            return f"workflow.states[{i}]", f"state {st.name!r} cannot be reached from {wf.initial!r}"
+    for i, st in enumerate(wf.states):
+        if not st.final and not leads[st.name] - {st.name}:
+            return f"workflow.states[{i}]", f"state {st.name!r} is not final and no action leads out of it"
+    ends = {s.name for s in wf.states if s.final}
+    grew = True
+    while grew:
+        grew = False
+        for name, dests in leads.items():
+            if name not in ends and dests & ends:
+                ends.add(name)
+                grew = True
+    stuck = [i for i, st in enumerate(wf.states) if st.name not in ends]
+    if stuck:
+        loop = ", ".join(repr(wf.states[i].name) for i in stuck)
+        return f"workflow.states[{stuck[0]}]", f"no final state can be reached from {loop}: a loop with no exit"
     return None
 
 
@@ -385,7 +525,7 @@ def parse_definition(data: Any, source: Path | str = "<definition>") -> ForumDef
         elif err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "literal_error":
-            msg = f"{err.get('input')!r} is not allowed: {msg}"
+            msg = f"{short(err.get('input'))} is not allowed: {msg}"
         raise ForumDefinitionError(source, _loc(err["loc"]), msg) from None
     problem = _check(defn)
     if problem is not None:
@@ -403,10 +543,62 @@ def load_definition(path: Path | str) -> ForumDefinition:
     except (OSError, UnicodeDecodeError) as exc:
         raise ForumDefinitionError(path, "", f"cannot read file: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ForumDefinitionError(path, where, f"invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ForumDefinitionError(path, "", "invalid YAML: nested too deeply") from None
     return parse_definition(data, path)
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` that first measures the document with its aliases expanded, refusing a bomb or a loop."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problem = _expansion_problem(node)
+        if problem is not None:
+            raise ForumDefinitionError(path, "", problem)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why the node graph is refused (an alias inside itself, or too large once expanded), or None.
+
+    Sizes are memoised per node, so the count costs one visit per distinct node however far aliases expand.
+    """
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            if size[id(node)] > MAX_YAML_NODES:
+                return f"invalid YAML: aliases expand the document beyond {MAX_YAML_NODES} nodes"
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_nodes:
+            return "invalid YAML: an alias refers to a node that contains it"
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []

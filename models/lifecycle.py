@@ -90,7 +90,7 @@ class AllowedAction:
 
 
 class Roster:
-    """The forum's people at a moment: chairs, group members, heads, secretariat, presiding region.
+    """The forum's people at a moment: chairs and deputies, group members, heads, secretariat, presiding term.
 
     Each part is read from the database on first use only, so an action reads what its roles need;
     one roster can serve a whole batch of proposals.
@@ -100,9 +100,18 @@ class Roster:
         self.session, self.now = session, utc(now)
 
     @functools.cached_property
+    def _groups(self) -> list[WorkingGroup]:
+        return list(self.session.exec(select(WorkingGroup)))
+
+    @functools.cached_property
     def chairs(self) -> dict[str, str]:
         """Chair handle by working-group key."""
-        return {g.key: g.chair for g in self.session.exec(select(WorkingGroup))}
+        return {g.key: g.chair for g in self._groups}
+
+    @functools.cached_property
+    def deputy_chairs(self) -> dict[str, str]:
+        """Deputy chair handle by working-group key (groups that have one)."""
+        return {g.key: g.deputy_chair for g in self._groups if g.deputy_chair}
 
     @functools.cached_property
     def members(self) -> dict[str, set[str]]:
@@ -123,9 +132,33 @@ class Roster:
         return _secretariat(self.session)
 
     @functools.cached_property
+    def presiding_term(self) -> PresidingTerm | None:
+        """The presiding term in force at ``now``."""
+        return presiding_term(self.session, self.now)
+
+    @property
     def presiding_region(self) -> str | None:
         """The region presiding at ``now``."""
-        return presiding_region(self.session, self.now)
+        term = self.presiding_term
+        return term.region if term else None
+
+    def acting_chair(self, group: str, author: str) -> str | None:
+        """Who takes the chair's part for a proposal by ``author``: the deputy chair when the chair wrote it."""
+        chair = self.chairs.get(group)
+        return self.deputy_chairs.get(group, chair) if chair == author else chair
+
+    def presiding_heads(self) -> set[str]:
+        """Handles of the heads of the presiding region."""
+        region = self.presiding_region
+        return {h for h, m in self.heads.items() if region is not None and m.region == region}
+
+    def acting_presiding_heads(self, author: str) -> set[str]:
+        """Who takes the presiding region's part for a proposal by ``author``: its deputy replaces a head who wrote it."""
+        heads = self.presiding_heads()
+        deputy = self.presiding_term.deputy if self.presiding_term else None
+        if author in heads and deputy:
+            return (heads - {author}) | {deputy}
+        return heads
 
 
 class _Context:
@@ -142,6 +175,10 @@ class _Context:
         if chair is None:
             raise NotFoundError(f"working group {self.proposal.group!r} not found")
         return chair
+
+    @property
+    def deputy_chair(self) -> str | None:
+        return self.roster.deputy_chairs.get(self.proposal.group)
 
     @property
     def group_members(self) -> set[str]:
@@ -201,7 +238,7 @@ class Lifecycle:
     def next_state(self, state: str, action: str) -> str:
         """Run the machine: the state after ``action`` from ``state``; NotAllowedError if impossible."""
         if action not in self.actions:
-            raise NotAllowedError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
+            raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
         known = self._moves.get((state, action))
         if known is not None:
             return known  # the machine is fixed: a move it made once it makes again
@@ -259,13 +296,16 @@ class Lifecycle:
             if role == "author":
                 who.add(p.author)
             elif role == "group_chair":
-                who.add(ctx.chair)
+                # The no-self rule hands the chair's step to the deputy chair when the chair wrote the proposal.
+                chair = ctx.chair
+                who.add((ctx.deputy_chair or chair) if action.not_author and chair == p.author else chair)
             elif role == "group_member":
                 who |= ctx.group_members
             elif role == "secretariat":
                 who |= ctx.secretariat
             elif role == "presiding_head":
-                who |= {h for h, m in ctx.heads.items() if m.region == ctx.presiding_region}
+                roster = ctx.roster
+                who |= roster.acting_presiding_heads(p.author) if action.not_author else roster.presiding_heads()
             elif role == "head_of_region":
                 who |= set(ctx.heads)
                 if action.name in (self.workflow.endorsement.endorse, self.workflow.endorsement.object):
@@ -286,19 +326,35 @@ class Lifecycle:
             scopes.append(
                 {
                     "author": f"the author ({p.author})",
-                    "group_chair": f"the chair of working group {p.group} ({ctx.chair})",
+                    "group_chair": self._chair_scope(ctx, action),
                     "group_member": f"members of working group {p.group}",
                     "head_of_region": "heads of the participating regions, each for their own region",
-                    "presiding_head": (
-                        f"the head of the presiding region {ctx.presiding_region}"
-                        if ctx.presiding_region
-                        else "the head of the presiding region (no presiding term covers this date)"
-                    ),
+                    "presiding_head": self._presiding_scope(ctx, action),
                     "secretariat": "the secretariat",
                     "system": "the system (scheduled review)",
                 }[role]
             )
         return f"{actor} may not {action.name} proposal {p.id}: only {' or '.join(scopes)} may"
+
+    @staticmethod
+    def _chair_scope(ctx: _Context, action: ActionDef) -> str:
+        p = ctx.proposal
+        if action.not_author and ctx.chair == p.author and ctx.deputy_chair:
+            return f"the deputy chair of working group {p.group} ({ctx.deputy_chair}), as the chair wrote it"
+        return f"the chair of working group {p.group} ({ctx.chair})"
+
+    @staticmethod
+    def _presiding_scope(ctx: _Context, action: ActionDef) -> str:
+        roster, p = ctx.roster, ctx.proposal
+        term = roster.presiding_term
+        if term is None:
+            return (
+                f"the head of the presiding region, but no presiding term covers {roster.now.date().isoformat()}: "
+                "a term must be added to the forum definition"
+            )
+        if action.not_author and p.author in roster.presiding_heads() and term.deputy:
+            return f"the deputy for the presiding region {term.region} ({term.deputy}), as its head wrote it"
+        return f"the head of the presiding region {term.region}"
 
     def allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[AllowedAction]:
         """The actions possible on ``proposal`` at ``now`` and who may take each (system actions excluded)."""
@@ -381,6 +437,15 @@ class Lifecycle:
         when the action is unknown, impossible, forbidden or stale.
         """
         now = utc(now)
+        if action not in self.actions:
+            raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
+        spec = self.actions[action]
+        # The system actor is the scheduled review's alone: it records its actions through close_round(s),
+        # notice(_many) and the consensus that follows an endorsement, never through apply.
+        if actor == SYSTEM:
+            raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
+        if SYSTEM in spec.roles:
+            raise NotAllowedError(f"{actor} may not {action}: only the system (scheduled review) may")
         proposal = session.get(Proposal, proposal_id)
         if proposal is None:
             raise NotFoundError(f"proposal {proposal_id} not found")
@@ -388,20 +453,15 @@ class Lifecycle:
             raise ConflictError(
                 f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
             )
-        if action not in self.actions:
-            raise NotAllowedError(f"unknown action {action!r}; {self.describe_allowed(session, proposal, now)}")
-        spec = self.actions[action]
-        if actor != SYSTEM:
-            member = session.get(Member, actor)
-            if member is None or not member.active:
-                raise NotFoundError(f"member {actor!r} not found")
+        member = session.get(Member, actor)
+        if member is None or not member.active:
+            raise NotFoundError(f"member {actor!r} not found")
         if proposal.state not in spec.source:
             raise NotAllowedError(
                 f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}"
             )
         ctx = self._context(session, proposal, now)
-        holders = [SYSTEM] if spec.roles == ["system"] else self._holders(ctx, spec)
-        if actor not in holders:
+        if actor not in self._holders(ctx, spec):
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
         comment = comment.strip()
         if spec.comment_required and not comment:
@@ -726,12 +786,15 @@ def _secretariat(session: Session) -> set[str]:
     }
 
 
+def presiding_term(session: Session, now: dt.datetime) -> PresidingTerm | None:
+    """The presiding term that covers ``now`` (its UTC date), if any."""
+    day = utc(now).date()
+    return session.exec(select(PresidingTerm).where(PresidingTerm.start <= day, PresidingTerm.end >= day)).first()
+
+
 def presiding_region(session: Session, now: dt.datetime) -> str | None:
     """The region whose presiding term covers ``now`` (its UTC date), if any."""
-    day = utc(now).date()
-    term = session.exec(
-        select(PresidingTerm).where(PresidingTerm.start <= day, PresidingTerm.end >= day)
-    ).first()
+    term = presiding_term(session, now)
     return term.region if term else None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 from sqlalchemy import func
@@ -110,21 +111,47 @@ def forum_summary(session: Session, lifecycle: Lifecycle, now: dt.datetime) -> d
     groups = []
     for g in session.exec(select(WorkingGroup).where(WorkingGroup.active).order_by(col(WorkingGroup.key))):
         members = sorted(session.exec(select(GroupMembership.member).where(GroupMembership.group_key == g.key)))
-        groups.append({"key": g.key, "name": g.name, "chair": g.chair, "members": members})
+        groups.append({"key": g.key, "name": g.name, "chair": g.chair, "deputy_chair": g.deputy_chair, "members": members})
     counts = dict(session.exec(select(Proposal.state, func.count()).group_by(Proposal.state)).all())
+    terms = list(session.exec(select(PresidingTerm).order_by(col(PresidingTerm.start))))
     return {
         "forum": defn.forum.name,
         "member_states": defn.member_states,
         "regions": [{"code": r.code, "name": r.name, "country": r.country, "head": heads.get(r.code)} for r in regions],
         "presiding_terms": [
-            {"region": t.region, "start": _iso(t.start), "end": _iso(t.end)}
-            for t in session.exec(select(PresidingTerm).order_by(col(PresidingTerm.start)))
+            {"region": t.region, "start": _iso(t.start), "end": _iso(t.end), "deputy": t.deputy} for t in terms
         ],
         "presiding_region_now": presiding_region(session, now),
+        "presiding_gaps": presiding_gaps(terms),
         "working_groups": groups,
         "members": session.exec(select(func.count()).select_from(Member).where(Member.active)).one(),
         "proposals": {s: counts.get(s, 0) for s in lifecycle.workflow.state_names},
     }
+
+
+def presiding_gaps(terms: list[PresidingTerm]) -> list[dict[str, Any]]:
+    """The days no presiding term covers (between terms, and after the last), each with what to do about it.
+
+    Nobody can approve on such a day: the definition needs a term for it.
+    """
+    ordered = sorted(terms, key=lambda t: t.start)
+    gaps: list[dict[str, Any]] = []
+    for before, after in itertools.pairwise(ordered):
+        start, end = before.end + dt.timedelta(days=1), after.start - dt.timedelta(days=1)
+        if start <= end:
+            gaps.append({
+                "from": _iso(start), "to": _iso(end),
+                "message": f"no presiding term from {_iso(start)} to {_iso(end)}: add one to the forum definition",
+            })
+    if ordered:
+        last = max(t.end for t in ordered)
+        gaps.append({
+            "from": _iso(last + dt.timedelta(days=1)), "to": None,
+            "message": f"no presiding term after {_iso(last)}: add one to the forum definition",
+        })
+    else:
+        gaps.append({"from": None, "to": None, "message": "no presiding term at all: add one to the forum definition"})
+    return gaps
 
 
 def mermaid(lifecycle: Lifecycle) -> str:

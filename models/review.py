@@ -224,18 +224,16 @@ def batches(ids: Sequence[int], size: int = DEFAULT_BATCH) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def _heads_of(roster: Roster, region: str | None) -> list[str]:
-    """Handles of the heads of ``region``."""
-    return sorted(h for h, m in roster.heads.items() if region is not None and m.region == region)
-
-
 def _escalation_targets(roster: Roster, target: str, proposal: Proposal) -> list[str]:
-    """Who an escalation step addressed to ``target`` reaches for ``proposal``."""
+    """Who an escalation step addressed to ``target`` reaches for ``proposal``.
+
+    A chair or presiding head who wrote the proposal is replaced by their deputy, who holds their steps.
+    """
     if target == "group_chair":
-        chair = roster.chairs.get(proposal.group)
+        chair = roster.acting_chair(proposal.group, proposal.author)
         return [chair] if chair else []
     if target == "presiding_head":
-        return _heads_of(roster, roster.presiding_region)
+        return sorted(roster.acting_presiding_heads(proposal.author))
     return sorted(roster.secretariat)
 
 
@@ -319,7 +317,8 @@ class _Batch:
         if new is None or p.presiding_region == new:
             return
         old = p.presiding_region
-        payload = {"from_region": old, "to_region": new, "recipients": _heads_of(self.roster, new)}
+        # Those who now hold the approval: the new region's heads, or its deputy for a proposal its head wrote.
+        payload = {"from_region": old, "to_region": new, "recipients": sorted(self.roster.acting_presiding_heads(p.author))}
         self.queue.append((Notice(p, HANDOVER, payload, {"presiding_region": new}), None))
         self.report.handovers += 1
         log.info("proposal %s: handed over from %s to %s", p.id, old, new)

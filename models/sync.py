@@ -27,7 +27,10 @@ class SyncReport:
 
 
 def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport:
-    """Upsert regions, members, groups, memberships and terms; members and groups gone from the file are deactivated."""
+    """Upsert regions, members, groups (with deputy chairs), memberships and terms (with deputies).
+
+    Members and groups gone from the file are deactivated.
+    """
     for code in definition.regions:
         region = session.get(Region, code) or Region(code=code, name="", country=code.split("-")[0])
         region.name = definition.region_name(code)
@@ -54,7 +57,7 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
     keys = {g.key for g in definition.working_groups}
     for g in definition.working_groups:
         group = session.get(WorkingGroup, g.key) or WorkingGroup(key=g.key, name=g.name, chair=g.chair)
-        group.name, group.chair, group.active = g.name, g.chair, True
+        group.name, group.chair, group.deputy_chair, group.active = g.name, g.chair, g.deputy_chair, True
         session.add(group)
     for group in session.exec(select(WorkingGroup)):
         if group.key not in keys:
@@ -67,7 +70,7 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
             session.add(GroupMembership(group_key=g.key, member=handle))
     session.execute(delete(PresidingTerm))
     for t in definition.presiding_terms:
-        session.add(PresidingTerm(region=t.region, start=t.start, end=t.end))
+        session.add(PresidingTerm(region=t.region, start=t.start, end=t.end, deputy=t.deputy))
     session.flush()
     report = SyncReport(
         len(definition.regions), added, updated, len(gone), len(definition.working_groups), len(definition.presiding_terms)

@@ -31,6 +31,8 @@ class WorkingGroup(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=40)
     name: str
     chair: str = Field(foreign_key="member.handle")
+    # Takes the chair's no-self steps (recommend) when the chair wrote the proposal.
+    deputy_chair: str | None = Field(default=None, foreign_key="member.handle")
     active: bool = True
 
 
@@ -71,6 +73,8 @@ class PresidingTerm(SQLModel, table=True):
     region: str = Field(foreign_key="region.code")
     start: dt.date
     end: dt.date
+    # Takes the presiding region's no-self steps (approve) when its head wrote the proposal.
+    deputy: str | None = Field(default=None, foreign_key="member.handle")
 
 
 class ProposalBase(SQLModel):

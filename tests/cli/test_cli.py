@@ -24,9 +24,9 @@ def state_of(cli: Invoke, pid: str) -> dict:
 
 def test_init_is_idempotent(cli: Invoke) -> None:
     first = cli("init")
-    assert first.code == 0 and "34 added" in first.stdout
+    assert first.code == 0 and "37 added" in first.stdout
     second = cli("init")
-    assert second.code == 0 and "0 added, 34 updated" in second.stdout
+    assert second.code == 0 and "0 added, 37 updated" in second.stdout
 
 
 def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: Invoke) -> None:
@@ -110,7 +110,7 @@ def test_bad_definition_is_one_line_exit_2(cli: Invoke, tmp_path: Path) -> None:
 
 def test_forum_summary_diagram_and_export(cli: Invoke, tmp_path: Path) -> None:
     data = json.loads(cli("forum", "--json").stdout)
-    assert data["presiding_terms"][0] == {"region": "RU-CHE", "start": "2020-10-29", "end": "2022-12-31"}
+    assert data["presiding_terms"][0] == {"region": "RU-CHE", "start": "2020-10-29", "end": "2022-12-31", "deputy": "lebedeva"}
     assert {g["key"] for g in data["working_groups"]} >= {"industry", "trade"}
     body = tmp_path / "body.md"
     body.write_text("Полный текст предложения", encoding="utf-8")

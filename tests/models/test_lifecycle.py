@@ -83,7 +83,8 @@ def test_actions_outside_their_state_are_refused_and_say_what_is_possible(forum:
     message = refused(forum, lifecycle, pid, "approve", PRESIDING_HEAD)
     assert "'approve' is not possible in state 'drafted'" in message
     assert f"submit by {AUTHOR}" in message
-    assert "unknown action 'fly'" in refused(forum, lifecycle, pid, "fly", AUTHOR)
+    unknown = refused(forum, lifecycle, pid, "fly", AUTHOR, InvalidInputError)  # a usage error, not a refusal
+    assert "unknown action 'fly'; actions: submit, recommend" in unknown
     refused(forum, lifecycle, pid, "submit", "nobody", NotFoundError)
     with session_scope(forum) as s, pytest.raises(NotFoundError):
         lifecycle.apply(s, 999, "submit", AUTHOR, now=T0)
@@ -95,17 +96,42 @@ def test_system_actions_cannot_be_taken_by_people(forum: Engine, lifecycle: Life
     assert "only the system" in refused(forum, lifecycle, pid, "consensus", PRESIDING_HEAD)
 
 
-def test_nobody_recommends_or_approves_their_own_proposal(forum: Engine, lifecycle: Lifecycle) -> None:
-    # The chair authors a proposal in their own group: nobody else may recommend it, and not the chair either.
+@pytest.mark.parametrize("action", ["consensus", "silence", "endorse", "withdraw"])
+def test_nobody_acts_as_the_system_through_apply(forum: Engine, lifecycle: Lifecycle, action: str) -> None:
+    # Before the deadline, with no endorsement: as the system these would end the round at once.
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    message = refused(forum, lifecycle, pid, action, "system")
+    assert "nobody may act as 'system'" in message
+    # The scheduled review still closes the round at its deadline, as the system.
+    deadline = load(forum, pid).deadline
+    assert deadline is not None
+    with session_scope(forum) as s:
+        ev = lifecycle.close_round(s, pid, now=deadline)
+    assert ev is not None and (ev.action, ev.actor) == ("silence", "system")
+    assert load(forum, pid).state == "endorsed"
+
+
+def test_a_chair_does_not_recommend_their_own_proposal_the_deputy_chair_does(forum: Engine, lifecycle: Lifecycle) -> None:
+    # kuznetsov chairs industry and writes a proposal there: nurlanova, the deputy chair, holds the recommendation.
     pid = make_proposal(forum, lifecycle, state="drafted", author=CHAIR)
     act(forum, lifecycle, pid, "submit", CHAIR)
-    assert "may not recommend their own proposal" in refused(forum, lifecycle, pid, "recommend", CHAIR)
-    # The presiding head cannot approve a proposal they wrote: petrov is no group member, so use the view of allowed.
+    own = refused(forum, lifecycle, pid, "recommend", CHAIR)
+    assert "kuznetsov may not recommend their own proposal" in own and "recommend by nurlanova" in own
+    other = refused(forum, lifecycle, pid, "recommend", "tursunov")
+    assert "only the deputy chair of working group industry (nurlanova)" in other
     with session_scope(forum) as s:
         p = s.get(Proposal, pid)
         assert p is not None
-        recommend = next(a for a in lifecycle.allowed(s, p, T0) if a.action == "recommend")
-        assert recommend.actors == []
+        by_action = {a.action: a.actors for a in lifecycle.allowed(s, p, T0)}
+        # Only the no-self step moves to the deputy: returning and rejecting stay with the chair.
+        assert by_action["recommend"] == ["nurlanova"] and by_action["return"] == [CHAIR]
+        assert lifecycle.must_act(s, p, T0) == [CHAIR, "nurlanova"]
+    act(forum, lifecycle, pid, "recommend", "nurlanova")
+    assert load(forum, pid).state == "reviewed"
+    # On anyone else's proposal the deputy chair is no chair.
+    other_pid = make_proposal(forum, lifecycle, state="in_review")
+    message = refused(forum, lifecycle, other_pid, "recommend", "nurlanova")
+    assert "only the chair of working group industry (kuznetsov)" in message
 
 
 def test_comment_and_percent_rules(forum: Engine, lifecycle: Lifecycle) -> None:
@@ -145,7 +171,14 @@ def test_presiding_region_is_chosen_by_date(forum: Engine, lifecycle: Lifecycle)
     assert load(forum, a).state == load(forum, b).state == "implementing"
     before = dt.datetime(2019, 5, 1, tzinfo=dt.UTC)
     c = make_proposal(forum, lifecycle, state="endorsed", now=before)
-    assert "no presiding term covers this date" in refused(forum, lifecycle, c, "approve", "petrov", now=before)
+    message = refused(forum, lifecycle, c, "approve", "petrov", now=before)
+    assert "no presiding term covers 2019-05-01: a term must be added to the forum definition" in message
+    # After the shipped definition's last term nobody can approve until a term is added.
+    after = dt.datetime(2029, 1, 5, 10, 0, tzinfo=dt.UTC)
+    d = make_proposal(forum, lifecycle, state="endorsed", now=after)
+    message = refused(forum, lifecycle, d, "approve", "nurlanov", now=after)
+    assert "no presiding term covers 2029-01-05: a term must be added to the forum definition" in message
+    assert "approve by nobody" in message
 
 
 def test_consensus_needs_every_member_state(forum: Engine, lifecycle: Lifecycle) -> None:
