@@ -93,8 +93,13 @@ def _text(value: Any) -> Any:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"is not valid UTF-8 text (byte {exc.start})") from None
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("contains a NUL byte")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("contains a NUL byte")
+        try:  # lone surrogates (e.g. undecodable bytes in command-line arguments) cannot be stored
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"is not valid UTF-8 text (character {exc.start})") from None
     return value
 
 

@@ -124,6 +124,7 @@ def test_only_the_author_edits_and_only_a_draft(forum: Engine, lifecycle: Lifecy
         ({"body": b"caf\xe9"}, r"^body: is not valid UTF-8 text \(byte 3\)$"),
         ({"body": "a\x00b"}, r"^body: contains a NUL byte$"),
         ({"summary": "a\x00b"}, r"^summary: contains a NUL byte$"),
+        ({"title": "caf\udce9"}, r"^title: is not valid UTF-8 text \(character 3\)$"),
         ({"title": " \t "}, r"^title: must not be empty$"),
         ({"body": "x" * 200_001}, r"^body: String should have at most 200000 characters$"),
         ({}, r"^nothing to edit: give a title, a summary or a body$"),
