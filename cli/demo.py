@@ -1,7 +1,8 @@
 """``forumflow demo``: a forum year in simulated time on the embedded defaults.
 
 A fresh SQLite database and Maildir in the data dir, the local mail sink, the shipped SCO forum, and a
-story: proposals from several working groups, one returned, one objected to, endorsements by consensus
+story: proposals from several working groups, one returned and revised, one objected to and revised again (its
+earlier endorsers are asked to endorse the new text), endorsements by consensus
 and by silence, approvals by RU-CHE, the presiding-term hand-over to UZ-SA, progress reports, and the
 reminders and escalations the review flow produces on its own. The clock moves hour by hour; whenever
 review work is due the ``review`` flow runs through Prefect at that simulated hour, and the outbox is
@@ -30,6 +31,7 @@ from config.settings import Settings
 from models import Lifecycle, create_schema, events_of, make_engine, session_scope, sync_definition
 from models.review import due_ids, sweep
 from models.tables import Event, Proposal, ProposalCreate
+from models.texts import text_edit
 
 START = dt.datetime(2022, 9, 1, 9, 15, tzinfo=dt.UTC)
 END = dt.datetime(2023, 8, 31, 18, 0, tzinfo=dt.UTC)
@@ -97,11 +99,25 @@ class Story:
             self.lifecycle.apply(s, self.ids[key], action, actor, comment=comment, percent=percent, now=self.now)
         self.mails += self.dispatch(self.now)
 
+    def edit(self, key: str, author: str, *, body: str) -> None:
+        """The author writes a new text version of a draft."""
+        with session_scope(self.engine) as s:
+            self.lifecycle.edit(s, self.ids[key], author, text_edit(body=body), now=self.now)
+        self.mails += self.dispatch(self.now)
+
     def endorse_by(self, key: str, heads: list[str], hours: float = 5) -> None:
         """Several heads of region endorse, some hours apart."""
         for head in heads:
             self.wait(hours=hours)
             self.act(key, "endorse", head)
+
+
+TRADE_BODY = """Customs data fields for parcels under 200 EUR:
+- sender, receiver
+- HS code (6 digits), declared value, weight
+
+Pilot crossing: Khorgos (KZ-CN), six months.
+"""
 
 
 def play(st: Story) -> None:
@@ -121,10 +137,11 @@ def play(st: Story) -> None:
         st.wait(hours=2)
         st.act(key, "submit", author)
 
-    # Trade is returned for more detail and resubmitted; tourism is withdrawn; education rejects its item.
+    # Trade is returned for more detail, revised and resubmitted; tourism is withdrawn; education rejects its item.
     st.wait(days=5)
     st.act("trade", "return", "tursunov", comment="Please add the customs data fields and a pilot crossing.")
     st.wait(days=4)
+    st.edit("trade", "chen.jing", body=TRADE_BODY)
     st.act("trade", "submit", "chen.jing")
     st.act("visa", "withdraw", "umarov", comment="Covered by the national e-visa reform.")
     st.wait(days=2)
@@ -142,13 +159,19 @@ def play(st: Story) -> None:
     st.act("science", "recommend", "liu.yang")
     st.endorse_by("science", ["li.ming", "sokolova", "nurlanov", "deshmukh"], hours=30)
 
-    # Trade: recommended; a head objects; revised and recommended again; consensus.
+    # Trade: recommended; a head objects; returned, revised and recommended again (the three heads who endorsed
+    # the first text are asked to endorse the new one); consensus.
     st.wait(days=1)
     st.act("trade", "recommend", "tursunov")
     st.endorse_by("trade", ONE_HEAD_PER_STATE[:3])
     st.wait(days=2)
     st.act("trade", "object", "yousafzai", comment="The data fields must follow the WCO data model.")
-    st.wait(days=6)
+    st.wait(days=2)
+    st.act("trade", "return", "tursunov", comment="Please align the data fields with the WCO data model.")
+    st.wait(days=3)
+    st.edit("trade", "chen.jing", body=TRADE_BODY.replace("- sender, receiver", "- WCO data model 3.x: consignor, consignee"))
+    st.act("trade", "submit", "chen.jing")
+    st.wait(days=1)
     st.act("trade", "recommend", "tursunov", comment="Aligned with the WCO data model.")
     st.endorse_by("trade", ONE_HEAD_PER_STATE, hours=20)
 
@@ -295,6 +318,13 @@ def _note(e: Event) -> str:
         return f"nobody objected; endorsed by {', '.join(p.get('endorsed_by', []))}"
     if e.action == "report_progress":
         return f"{p.get('percent')}% {e.comment}"
+    if e.action == "edit":
+        return f"text version {p.get('text_version')} ({', '.join(p.get('fields', []))})"
+    if p.get("earlier_endorsers"):
+        change = p.get("text_change", {})
+        versions = f"text v{change.get('from_version')} → v{change.get('to_version')}"
+        asked = f"{versions}; asked again: {', '.join(p['earlier_endorsers'])}"
+        return f"{e.comment} ({asked})" if e.comment else asked
     return e.comment
 
 

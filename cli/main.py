@@ -253,23 +253,13 @@ def propose(
     summary: Annotated[str, typer.Option("--summary", help="Short summary.")] = "",
     body_file: Annotated[Path | None, typer.Option("--body-file", help="File with the full text (UTF-8).")] = None,
 ) -> None:
-    """Draft a new proposal in a working group; prints its id."""
-    from pydantic import ValidationError
-
+    """Draft a new proposal in a working group (its text version 1); prints its id."""
+    from cli.text_commands import read_body
     from models import session_scope
-    from models.tables import ProposalCreate
+    from models.texts import proposal_create
 
-    body = ""
-    if body_file is not None:
-        try:
-            body = body_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"--body-file {body_file}: {exc}", 2)
-    try:
-        data = ProposalCreate(group=group, author=actor, title=title, summary=summary, body=body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"--{first['loc'][0]}: {first['msg']}", 2)
+    body = read_body(body_file) if body_file is not None else b""
+    data = proposal_create(group=group, author=actor, title=title, summary=summary, body=body)
     rt = runtime(ctx)
     with session_scope(rt.engine) as session:
         proposal = rt.lifecycle.create_proposal(session=session, proposal_in=data, now=now_utc())
@@ -309,7 +299,7 @@ def show(
     proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """A proposal: state, deadline, what may happen next and who may do it, and its history."""
+    """A proposal: its current text in full, state, deadline, what may happen next and who may do it, and its history."""
     from models import session_scope
     from models.queries import proposal_view
 
@@ -322,11 +312,15 @@ def show(
     out.print(f"[bold]#{view['id']} {view['title']}[/]", highlight=False)
     out.print(
         f"group {view['group']} · author {view['author']} · state [bold]{view['state']}[/] · "
-        f"deadline {view['deadline'] or '—'}{' (overdue)' if view['overdue'] else ''} · version {view['version']}",
+        f"deadline {view['deadline'] or '—'}{' (overdue)' if view['overdue'] else ''} · version {view['version']} · "
+        f"text version {view['text_version']}",
         highlight=False,
     )
-    if view["summary"]:
-        out.print(view["summary"], markup=False)
+    for part in (view["summary"], view["body"]):
+        if part:
+            out.print()
+            out.print(part.rstrip("\n"), markup=False, highlight=False)
+    out.print()
     nxt = Table("action", "who may take it", "comment", title="Next")
     for a in view["allowed"]:
         nxt.add_row(a["action"], ", ".join(a["actors"]) or "nobody", "required" if a["comment_required"] else "")
@@ -400,24 +394,26 @@ def list_(
 def export(
     ctx: typer.Context,
     fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
-    table: Annotated[str, typer.Option("--table", help="proposals, events or all (csv: all needs --out DIR).")] = "all",
+    table: Annotated[str, typer.Option("--table", help="proposals, events, texts or all (csv: all needs --out DIR).")] = "all",
     out_path: Annotated[Path | None, typer.Option("--out", help="File (json) or directory (csv); default: stdout.")] = None,
 ) -> None:
-    """Export proposals and events as JSON or CSV."""
+    """Export proposals, events and text versions as JSON or CSV."""
     from models import session_scope
     from models.queries import all_events, list_proposals
+    from models.texts import all_texts
 
     if fmt not in ("json", "csv"):
         fail(f"--format: {fmt!r} is not json or csv", 2)
-    if table not in ("proposals", "events", "all"):
-        fail(f"--table: {table!r} is not proposals, events or all", 2)
+    if table not in ("proposals", "events", "texts", "all"):
+        fail(f"--table: {table!r} is not proposals, events, texts or all", 2)
     if fmt == "csv" and table == "all" and out_path is None:
-        fail("--format csv --table all writes two files: give --out DIR, or --table proposals|events", 2)
+        fail("--format csv --table all writes three files: give --out DIR, or --table proposals|events|texts", 2)
     rt = runtime(ctx)
     with session_scope(rt.engine) as session:
         data = {
-            "proposals": list_proposals(session, rt.lifecycle, now=now_utc()) if table != "events" else None,
-            "events": all_events(session) if table != "proposals" else None,
+            "proposals": list_proposals(session, rt.lifecycle, now=now_utc()) if table in ("proposals", "all") else None,
+            "events": all_events(session) if table in ("events", "all") else None,
+            "texts": all_texts(session) if table in ("texts", "all") else None,
         }
     chosen = {k: v for k, v in data.items() if v is not None}
     if fmt == "json":
@@ -464,11 +460,12 @@ def demo(
 
 
 def _register_extensions() -> None:
-    """Commands that live in their own modules (mail, flows); each imports its heavy parts lazily."""
-    from cli import flow_commands, mail_commands
+    """Commands that live in their own modules (mail, flows, texts); each imports its heavy parts lazily."""
+    from cli import flow_commands, mail_commands, text_commands
 
     mail_commands.register(app)
     flow_commands.register(app)
+    text_commands.register(app)
 
 
 _register_extensions()

@@ -42,11 +42,17 @@ EscalationTarget = Literal["group_chair", "presiding_head", "secretariat"]
 #   presiding_head   the head of the region presiding when the event happened
 #   secretariat      every member with the secretariat role
 #   recipients       the handles the scheduler named in the notice (notices only)
+#   earlier_endorsers  heads who endorsed the previous round's text, when a new round opens (asked again)
 # The actor of an event never hears about their own action. A key replaces the built-in rule for
 # that action; an empty list silences it.
-NOTIFY_TARGETS = ("author", "group_chair", "group_members", "heads_of_region", "presiding_head", "secretariat", "recipients")
+NOTIFY_TARGETS = (
+    "author", "group_chair", "group_members", "heads_of_region", "presiding_head", "secretariat", "recipients",
+    "earlier_endorsers",
+)
 # Notices the scheduled review records (besides the hand-over, named by workflow.handover_action).
 NOTICE_ACTIONS = ("remind", "escalate", "progress_due")
+# The built-in operation that writes a new text version of a draft (not a workflow action).
+EDIT_ACTION = "edit"
 
 # The scheduler's own actor: no member may carry this handle, and no interface may act as it.
 SYSTEM_HANDLE = "system"
@@ -410,7 +416,7 @@ def _check_notifications(defn: ForumDefinition, handles: set[str]) -> tuple[str,
     """The `notifications` mapping names known events and known targets."""
     wf = defn.workflow
     notices = {*NOTICE_ACTIONS, wf.handover_action}
-    events = {"create", *notices, *(a.name for a in wf.actions)}
+    events = {"create", EDIT_ACTION, *notices, *(a.name for a in wf.actions)}
     for key, targets in defn.notifications.items():
         if key not in events:
             return f"notifications.{key}", f"unknown event {key!r}; events: {', '.join(sorted(events))}"
@@ -476,6 +482,9 @@ def _check_workflow(wf: Workflow) -> tuple[str, str] | None:
             return f"workflow.actions[{i}].roles", (
                 f"the system takes only the round's {rnd.consensus!r} and {rnd.silence!r}: nobody would take {a.name!r}"
             )
+    if EDIT_ACTION in actions:
+        i = [a.name for a in wf.actions].index(EDIT_ACTION)
+        return f"workflow.actions[{i}].name", f"{EDIT_ACTION!r} is reserved for editing a draft's text"
     return _check_graph(wf)
 
 

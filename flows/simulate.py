@@ -359,13 +359,13 @@ class Checker:
         """Every invariant."""
         with session_scope(self.engine) as s:
             events = list(s.exec(select(Event).order_by(col(Event.proposal_id), col(Event.seq))))
-            states = {p.id: p.state for p in s.exec(select(Proposal))}
+            rows = {p.id: (p.state, p.text_version) for p in s.exec(select(Proposal))}
         by_pid: dict[int, list[Event]] = defaultdict(list)
         for e in events:
             by_pid[e.proposal_id].append(e)
         entries = {pid: self._entries(pid, evs) for pid, evs in by_pid.items()}
         checks = [
-            self._replay(by_pid, states),
+            self._replay(by_pid, rows),
             *self._reminders(by_pid, entries),
             self._escalations(by_pid, entries),
             self._rounds(by_pid, entries),
@@ -396,15 +396,15 @@ class Checker:
                 return entry
         return None
 
-    def _replay(self, by_pid: dict[int, list[Event]], states: dict[int | None, str]) -> Check:
+    def _replay(self, by_pid: dict[int, list[Event]], rows: dict[int | None, tuple[str, int]]) -> Check:
         check = Check("replay of the event log reproduces every proposal's state")
         for pid, evs in by_pid.items():
             try:
-                replayed = self.lifecycle.replay(evs)
+                replayed = (self.lifecycle.replay(evs), self.lifecycle.replay_text_version(evs))
             except ValueError as exc:
                 check.expect(False, f"proposal {pid}: {exc}")
                 continue
-            check.expect(replayed == states.get(pid), f"proposal {pid}: replay gives {replayed}, row says {states.get(pid)}")
+            check.expect(replayed == rows.get(pid), f"proposal {pid}: replay gives {replayed}, row says {rows.get(pid)}")
         return check
 
     def _reminders(self, by_pid: dict[int, list[Event]], entries: dict[int, list[_Entry]]) -> list[Check]:

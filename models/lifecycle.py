@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 from transitions import Machine, MachineError
 
-from config.definition import ActionDef, ForumDefinition, Workflow
+from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
 from models.db import is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
 from models.tables import (
@@ -33,13 +34,18 @@ from models.tables import (
     ProgressReport,
     Proposal,
     ProposalCreate,
+    ProposalText,
+    ProposalTextEdit,
     WorkingGroup,
 )
+from models.textdiff import FIELDS, summarise
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
 CREATE = "create"
+# Writes a new text version of a draft; the state does not change.
+EDIT = EDIT_ACTION
 # Events the scheduler records without changing the state: they exist so notifications follow.
 NOTICES = frozenset({"remind", "escalate", "handover", "progress_due"})
 
@@ -204,7 +210,10 @@ class _Context:
         return {
             d.member: d.decision
             for d in self.roster.session.exec(
-                select(EndorsementDecision).where(EndorsementDecision.proposal_id == p.id, EndorsementDecision.round == p.round)
+                select(EndorsementDecision).where(
+                    EndorsementDecision.proposal_id == p.id, EndorsementDecision.round == p.round,
+                    EndorsementDecision.text_version == p.text_version,
+                )
             )
         }
 
@@ -233,6 +242,10 @@ class Lifecycle:
         )
         self._moves: dict[tuple[str, str], str] = {}
         self.open_states = [s for s in self.workflow.state_names if s not in self.final_states]
+        # Editing is built in: the author writes new text versions while the proposal is a draft.
+        self.edit_action = ActionDef(
+            name=EDIT, label="Edit the text", source=[self.workflow.initial], dest=self.workflow.initial, roles=["author"],
+        )
 
     # ------------------------------------------------------------------ the machine
     def next_state(self, state: str, action: str) -> str:
@@ -269,9 +282,11 @@ class Lifecycle:
                 state = self.workflow.initial
             elif state is None:
                 raise ValueError(f"event {ev.seq}: log does not start with create")
-            elif ev.action in NOTICES:
+            elif ev.action in NOTICES or ev.action == EDIT:
                 if ev.from_state != state or ev.to_state != state:
-                    raise ValueError(f"event {ev.seq}: notice changes state")
+                    raise ValueError(f"event {ev.seq}: {ev.action} changes state")
+                if ev.action == EDIT and state not in self.edit_action.source:
+                    raise ValueError(f"event {ev.seq}: edit in state {state!r}")
             else:
                 if ev.from_state != state:
                     raise ValueError(f"event {ev.seq}: from {ev.from_state!r} but state is {state!r}")
@@ -281,6 +296,25 @@ class Lifecycle:
         if state is None:
             raise ValueError("empty event log")
         return state
+
+    @staticmethod
+    def replay_text_version(events: Sequence[Event]) -> int:
+        """Reproduce a proposal's current text version from its events: 1 at create, one more per edit.
+
+        Every event names the text version it concerns; raises ValueError when one names another.
+        """
+        version = 0
+        for ev in sorted(events, key=lambda e: e.seq):
+            if ev.action == CREATE:
+                version = 1
+            elif ev.action == EDIT:
+                version += 1
+            named = (ev.payload or {}).get("text_version")
+            if named is not None and named != version:
+                raise ValueError(f"event {ev.seq}: concerns text version {named}, replay gives {version}")
+        if version == 0:
+            raise ValueError("log does not start with create")
+        return version
 
     # ------------------------------------------------------------------ context
     def _context(self, session: Session, proposal: Proposal, now: dt.datetime) -> _Context:
@@ -365,6 +399,8 @@ class Lifecycle:
             if action.roles == ["system"]:
                 continue
             out.append(AllowedAction(name, action.label or name, self._holders(ctx, action), action.comment_required))
+        if proposal.state in self.edit_action.source:
+            out.append(AllowedAction(EDIT, self.edit_action.label, self._holders(ctx, self.edit_action)))
         return out
 
     def describe_allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> str:
@@ -405,13 +441,59 @@ class Lifecycle:
         session.flush()
         assert proposal.id is not None
         session.add(
+            ProposalText(
+                proposal_id=proposal.id, version=1, title=title, summary=data.summary, body=data.body,
+                author=author.handle, at=now,
+            )
+        )
+        session.add(
             Event(
                 proposal_id=proposal.id, seq=1, action=CREATE, from_state="", to_state=proposal.state,
-                actor=author.handle, at=now, payload={"title": title, "group": group.key},
+                actor=author.handle, at=now, payload={"title": title, "group": group.key, "text_version": 1},
             )
         )
         session.flush()
         return proposal
+
+    # ------------------------------------------------------------------ editing
+    def edit(
+        self, session: Session, proposal_id: int, actor: str, text: ProposalTextEdit, *, now: dt.datetime,
+        expected_version: int | None = None,
+    ) -> Event | None:
+        """Write a new text version of a draft as its author; returns the ``edit`` event, or None if nothing changed.
+
+        The same checks as ``apply`` (not found, stale, state, role and scope), then the fields given in
+        ``text`` replace the current ones. A text equal to the current one writes nothing.
+        """
+        now = utc(now)
+        proposal = session.get(Proposal, proposal_id)
+        if proposal is None:
+            raise NotFoundError(f"proposal {proposal_id} not found")
+        if expected_version is not None and proposal.version != expected_version:
+            raise ConflictError(
+                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
+            )
+        member = session.get(Member, actor)
+        if member is None or not member.active:
+            raise NotFoundError(f"member {actor!r} not found")
+        spec = self.edit_action
+        if proposal.state not in spec.source:
+            raise NotAllowedError(
+                f"{EDIT!r} is not possible in state {proposal.state!r}: only a draft ({', '.join(spec.source)}) is edited; "
+                f"{self.describe_allowed(session, proposal, now)}"
+            )
+        ctx = self._context(session, proposal, now)
+        if actor not in self._holders(ctx, spec):
+            raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
+        new = {name: getattr(text, name) if getattr(text, name) is not None else getattr(proposal, name) for name in FIELDS}
+        changed = [name for name in FIELDS if new[name] != getattr(proposal, name)]
+        if not changed:
+            log.debug("proposal %s: edit by %s changes nothing", proposal_id, actor)
+            return None
+        version = proposal.text_version + 1
+        session.add(ProposalText(proposal_id=proposal_id, version=version, author=actor, at=now, **new))
+        values = {**new, "text_version": version, "updated_at": now}
+        return self._write(session, proposal, EDIT, actor, proposal.state, values, "", {"fields": changed}, now)
 
     # ------------------------------------------------------------------ applying
     def _deadline(self, state: str, entered: dt.datetime) -> dt.datetime | None:
@@ -437,6 +519,8 @@ class Lifecycle:
         when the action is unknown, impossible, forbidden or stale.
         """
         now = utc(now)
+        if action == EDIT:
+            raise InvalidInputError(f"{EDIT!r} takes a new text (a title, a summary or a body): it is not taken as an action")
         if action not in self.actions:
             raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
         spec = self.actions[action]
@@ -484,7 +568,8 @@ class Lifecycle:
             session.add(
                 EndorsementDecision(
                     proposal_id=proposal_id, round=proposal.round, member=actor, region=head.region,
-                    country=head.region.split("-")[0], decision="endorse" if action == rnd.endorse else "object", at=now,
+                    country=head.region.split("-")[0], decision="endorse" if action == rnd.endorse else "object",
+                    text_version=proposal.text_version, at=now,
                 )
             )
             try:  # the same head deciding twice at once: the second one to write loses
@@ -522,7 +607,28 @@ class Lifecycle:
         """Move the proposal through the machine and write the event; conditional on the version read."""
         old_state = proposal.state
         values, payload = self._transition_values(proposal, action, payload, now, lambda: presiding_region(session, now))
+        if values.get("round", 0) > 1:  # a new endorsement round after an earlier one
+            payload = payload | self._previous_round(session, proposal)
         return self._write(session, proposal, action, actor, old_state, values, comment, payload, now)
+
+    def _previous_round(self, session: Session, proposal: Proposal) -> dict[str, Any]:
+        """For a new endorsement round: who endorsed which text in the round before, and what changed since.
+
+        Endorsements belong to the text they were given to and to their round: they do not count in the new
+        one. The payload names the earlier endorsers (so they are asked again) and summarises the change.
+        """
+        d = EndorsementDecision
+        query = select(d.member, d.text_version).where(
+            d.proposal_id == proposal.id, d.round == proposal.round, d.decision == "endorse"
+        )
+        earlier: dict[str, int] = dict(session.exec(query).all())
+        if not earlier:
+            return {}
+        before = max(earlier.values())
+        t = ProposalText
+        old = session.exec(select(t).where(t.proposal_id == proposal.id, t.version == before)).one()
+        change = summarise(old, proposal, from_version=before, to_version=proposal.text_version)
+        return {"earlier_endorsers": sorted(earlier), "text_change": change.as_dict()}
 
     def _transition_values(
         self, proposal: Proposal, action: str, payload: dict[str, Any], now: dt.datetime, region: Callable[[], str | None],
@@ -538,8 +644,6 @@ class Lifecycle:
                 payload = payload | {"round": proposal.round + 1}
             if new_state == self.workflow.progress.state:
                 values["last_progress_at"] = now
-            if new_state == self.workflow.initial:
-                values["text_version"] = proposal.text_version + 1
         if new_state in self.approval_states:
             values["presiding_region"] = region()
         if action == self.workflow.progress.action:
@@ -565,7 +669,8 @@ class Lifecycle:
         assert proposal.id is not None
         ev = Event(
             proposal_id=proposal.id, seq=version + 1, action=action, from_state=old_state,
-            to_state=values.get("state", old_state), actor=actor, at=now, comment=comment, payload=payload,
+            to_state=values.get("state", old_state), actor=actor, at=now, comment=comment,
+            payload=payload | {"text_version": proposal.text_version},  # every event names the text it concerns
         )
         session.add(ev)
         session.flush()
@@ -620,7 +725,7 @@ class Lifecycle:
                 values |= w.values
                 rows[i] = {
                     "proposal_id": pid, "seq": version + k, "action": w.action, "from_state": state, "to_state": w.to_state,
-                    "actor": SYSTEM, "at": now, "comment": "", "payload": w.payload,
+                    "actor": SYSTEM, "at": now, "comment": "", "payload": w.payload | {"text_version": proposal.text_version},
                 }
                 state = w.to_state
             values["version"] = version + len(indexes)
@@ -655,6 +760,7 @@ class Lifecycle:
             select(func.count()).select_from(EndorsementDecision).where(
                 EndorsementDecision.proposal_id == proposal_id,
                 EndorsementDecision.round == proposal.round,
+                EndorsementDecision.text_version == proposal.text_version,
                 EndorsementDecision.decision == "object",
             )
         ).one()
@@ -663,7 +769,8 @@ class Lifecycle:
         endorsed = sorted(
             session.exec(
                 select(EndorsementDecision.region).where(
-                    EndorsementDecision.proposal_id == proposal_id, EndorsementDecision.round == proposal.round
+                    EndorsementDecision.proposal_id == proposal_id, EndorsementDecision.round == proposal.round,
+                    EndorsementDecision.text_version == proposal.text_version,
                 )
             )
         )
@@ -684,15 +791,16 @@ class Lifecycle:
         due = [p for p in proposals if p.id is not None and p.state == rnd.state and p.deadline is not None and p.deadline <= now]
         if not due:
             return {}
-        rounds = {p.id: p.round for p in due}
+        rounds = {p.id: (p.round, p.text_version) for p in due}
         endorsed: dict[int, list[str]] = {pid: [] for pid in rounds if pid is not None}
         objected: set[int] = set()
         d = EndorsementDecision
-        decisions = session.exec(
-            select(d.proposal_id, d.round, d.region, d.decision).where(col(d.proposal_id).in_(list(rounds)))
+        decisions = session.execute(
+            sa_select(col(d.proposal_id), col(d.round), col(d.text_version), col(d.region), col(d.decision))
+            .where(col(d.proposal_id).in_(list(rounds)))
         )
-        for pid, rnd_no, decided_for, decision in decisions:
-            if rnd_no == rounds[pid]:
+        for pid, rnd_no, text_version, decided_for, decision in decisions:
+            if (rnd_no, text_version) == rounds[pid]:
                 endorsed[pid].append(decided_for)
                 if decision == "object":
                     objected.add(pid)
@@ -722,15 +830,16 @@ class Lifecycle:
         """``must_act`` for many proposals with a fixed number of queries (for the scheduled review)."""
         roster = roster or Roster(session, now)
         rnd = self.workflow.endorsement.state
-        in_round = {p.id: p.round for p in proposals if p.state == rnd}
+        in_round = {p.id: (p.round, p.text_version) for p in proposals if p.state == rnd}
         decided: dict[int, dict[str, str]] = {pid: {} for pid in in_round if pid is not None}
         if in_round:
             d = EndorsementDecision
-            rows = session.exec(
-                select(d.proposal_id, d.round, d.member, d.decision).where(col(d.proposal_id).in_(list(in_round)))
+            rows = session.execute(
+                sa_select(col(d.proposal_id), col(d.round), col(d.text_version), col(d.member), col(d.decision))
+                .where(col(d.proposal_id).in_(list(in_round)))
             )
-            for pid, rnd_no, member, decision in rows:
-                if rnd_no == in_round[pid]:
+            for pid, rnd_no, text_version, member, decision in rows:
+                if (rnd_no, text_version) == in_round[pid]:
                     decided[pid][member] = decision
         out: dict[int, list[str]] = {}
         for p in proposals:

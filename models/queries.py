@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from models.errors import NotFoundError
 from models.lifecycle import Lifecycle, events_of, presiding_region, utc
-from models.tables import Event, GroupMembership, Member, PresidingTerm, Proposal, Region, WorkingGroup
+from models.tables import Event, GroupMembership, Member, PresidingTerm, Proposal, ProposalText, Region, WorkingGroup
 
 
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -64,11 +64,15 @@ def get_proposal(session: Session, proposal_id: int) -> Proposal:
 
 
 def proposal_view(session: Session, lifecycle: Lifecycle, proposal_id: int, now: dt.datetime) -> dict[str, Any]:
-    """State, deadline, allowed next actions with who may take them, and the history."""
+    """Text (current version), state, deadline, allowed next actions with who may take them, and the history."""
     now = utc(now)
     p = get_proposal(session, proposal_id)
     view = proposal_row(p, now)
     view["body"] = p.body
+    text = session.exec(
+        select(ProposalText).where(ProposalText.proposal_id == p.id, ProposalText.version == p.text_version)
+    ).first()
+    view["text"] = {"version": p.text_version} | ({"author": text.author, "at": _iso(text.at)} if text else {})
     view["allowed"] = [
         {"action": a.action, "label": a.label, "actors": a.actors, "comment_required": a.comment_required}
         for a in lifecycle.allowed(session, p, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from pydantic import field_validator, model_validator
 from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -77,19 +78,85 @@ class PresidingTerm(SQLModel, table=True):
     deputy: str | None = Field(default=None, foreign_key="member.handle")
 
 
+# Limits of a proposal's text, checked by the input models below (every interface builds one).
+TITLE_MAX, SUMMARY_MAX, BODY_MAX = 300, 2000, 200_000
+
+
 class ProposalBase(SQLModel):
     """Fields an author gives."""
 
-    title: str = Field(min_length=1, max_length=300)
-    summary: str = Field(default="", max_length=2000)
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    summary: str = Field(default="", max_length=SUMMARY_MAX)
     body: str = ""
 
 
-class ProposalCreate(ProposalBase):
-    """Validated input for a new proposal."""
+def _text(value: Any) -> Any:
+    """Decode bytes as UTF-8 and refuse NUL bytes: the checks every text field of a proposal gets."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"is not valid UTF-8 text (byte {exc.start})") from None
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("contains a NUL byte")
+        try:  # lone surrogates (e.g. undecodable bytes in command-line arguments) cannot be stored
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"is not valid UTF-8 text (character {exc.start})") from None
+    return value
 
+
+def _title(value: Any) -> Any:
+    """A title on one line, spaces collapsed; never empty."""
+    value = _text(value)
+    if isinstance(value, str):
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("must not be empty")
+    return value
+
+
+class ProposalCreate(ProposalBase):
+    """Validated input for a new proposal (the body may be given as UTF-8 bytes)."""
+
+    body: str = Field(default="", max_length=BODY_MAX)
     group: str
     author: str
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _check_title(cls, value: Any) -> Any:
+        return _title(value)
+
+    @field_validator("summary", "body", mode="before")
+    @classmethod
+    def _check_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+class ProposalTextEdit(SQLModel):
+    """Validated input for a new text version: the fields to change (None keeps the current one)."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
+    summary: str | None = Field(default=None, max_length=SUMMARY_MAX)
+    body: str | None = Field(default=None, max_length=BODY_MAX)
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _check_title(cls, value: Any) -> Any:
+        return _title(value)
+
+    @field_validator("summary", "body", mode="before")
+    @classmethod
+    def _check_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @model_validator(mode="after")
+    def _something(self) -> ProposalTextEdit:
+        if self.title is None and self.summary is None and self.body is None:
+            raise ValueError("nothing to edit: give a title, a summary or a body")
+        return self
 
 
 class Proposal(ProposalBase, table=True):
@@ -131,8 +198,24 @@ class Event(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class ProposalText(SQLModel, table=True):
+    """One version of a proposal's text: version 1 is written with the proposal, every edit adds one."""
+
+    __tablename__ = "proposal_text"
+    __table_args__ = (UniqueConstraint("proposal_id", "version", name="uq_proposal_text_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: int = Field(foreign_key="proposal.id", index=True)
+    version: int
+    title: str = Field(max_length=TITLE_MAX)
+    summary: str = Field(default="", max_length=SUMMARY_MAX)
+    body: str = ""
+    author: str = Field(foreign_key="member.handle")
+    at: dt.datetime = _utc()
+
+
 class EndorsementDecision(SQLModel, table=True):
-    """A head of region's decision in one endorsement round of a proposal."""
+    """A head of region's decision in one endorsement round of a proposal, on the text version under review."""
 
     __tablename__ = "endorsement_decision"
     __table_args__ = (UniqueConstraint("proposal_id", "round", "member", name="uq_decision_member"),)
@@ -144,6 +227,7 @@ class EndorsementDecision(SQLModel, table=True):
     region: str = Field(foreign_key="region.code")
     country: str = Field(max_length=2)
     decision: str = Field(sa_type=String(16))
+    text_version: int = 1
     at: dt.datetime = _utc()
 
 

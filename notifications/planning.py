@@ -71,6 +71,7 @@ class Directory:
         """Everyone a rule may name for ``event``."""
         payload = event.payload or {}
         named = payload.get("recipients", [])
+        earlier = payload.get("earlier_endorsers", [])
         return Audience(
             author=proposal.author,
             chair=self.chairs.get(proposal.group, ""),
@@ -79,6 +80,7 @@ class Directory:
             secretariat=self.secretariat,
             presiding_region=self.presiding_region(event.at),
             recipients=[str(h) for h in named] if isinstance(named, list) else [],
+            earlier_endorsers=[str(h) for h in earlier] if isinstance(earlier, list) else [],
         )
 
 

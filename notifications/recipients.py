@@ -18,8 +18,10 @@ CRITICAL = frozenset({"remind", "escalate", "progress_due"})
 
 DEFAULT_RULES: Mapping[str, tuple[str, ...]] = {
     "create": (),  # a draft is the author's own business
+    "edit": (),  # so is every new text of a draft
     "submit": ("group_chair", "group_members"),
-    "recommend": ("author", "heads_of_region"),  # the endorsement round opens
+    # The endorsement round opens; those who endorsed the previous round's text are asked again.
+    "recommend": ("author", "heads_of_region", "earlier_endorsers"),
     "return": ("author",),
     "reject": ("author", "group_members"),
     "endorse": ("author", "group_chair"),
@@ -51,6 +53,7 @@ class Audience:
     secretariat: Sequence[str]
     presiding_region: str | None
     recipients: Sequence[str] = field(default_factory=list)
+    earlier_endorsers: Sequence[str] = field(default_factory=list)
 
 
 class RecipientRules:
@@ -94,6 +97,8 @@ def _expand(target: str, a: Audience) -> Iterable[str]:
         return sorted(a.secretariat)
     if target == "recipients":
         return list(a.recipients)
+    if target == "earlier_endorsers":
+        return list(a.earlier_endorsers)
     raise ValueError(f"unknown notification target {target!r}")
 
 

@@ -4,7 +4,7 @@ Templates live in ``notifications/templates/<lang>/``:
   events/<action>.txt   ``{% set %}`` blocks ``subject``, ``lead`` and optionally ``todo`` (plain text)
   message.txt|html      the layout of a mail about one event
   digest.txt|html       the layout of a daily digest (the text one also sets ``subject``)
-  labels.txt            translated state and action labels, and the system's name
+  labels.txt            translated state, action and text-field labels, and the system's name
 A template missing in a language falls back to English; an action without a template of its own uses
 ``events/_generic.txt``. Sentences are plain text and are escaped when they enter the HTML layouts.
 """
@@ -32,6 +32,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select
 from config.definition import ForumDefinition
 from models.lifecycle import SYSTEM
 from models.tables import Event, Member, Proposal
+from models.textdiff import ChangeSummary
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +171,42 @@ class Renderer:
     def _action(self, name: str, lang: str) -> str:
         return str(self._labels(lang).actions.get(name, self._action_labels.get(name, name)))
 
+    def _field(self, name: str, lang: str) -> str:
+        return str(self._labels(lang).fields.get(name, name))
+
     # ------------------------------------------------------------------ one event
-    def _reader(self, view: EventView, member: Member) -> tuple[str, dt.tzinfo, tuple[bool, bool, bool, bool]]:
+    def _reader(self, view: EventView, member: Member) -> tuple[str, dt.tzinfo, tuple[bool, ...]]:
         """What, besides the event, changes the words: language, zone and the member's part in it."""
         p = view.proposal
+        earlier = (view.event.payload or {}).get("earlier_endorsers")
         role = (member.handle == p.author, member.handle == view.chair, member.handle in view.heads,
-                member.handle in view.presiding_heads)
+                member.handle in view.presiding_heads, isinstance(earlier, list) and member.handle in earlier)
         return language_of(member), member_zone(member), role
 
-    def _event_context(self, view: EventView, lang: str, tz: dt.tzinfo, role: tuple[bool, bool, bool, bool]) -> dict[str, Any]:
+    def _earlier(self, view: EventView, lang: str) -> dict[str, Any] | None:
+        """For a head who endorsed the previous round's text: what changed since, in brief (None if unknown)."""
+        ev, p = view.event, view.proposal
+        payload = ev.payload or {}
+        try:
+            change = ChangeSummary.from_dict(payload["text_change"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("event %s names earlier endorsers but no readable text change", ev.id)
+            return None
+        return {
+            "from": change.from_version,
+            "to": change.to_version,
+            "added": change.added,
+            "removed": change.removed,
+            "changed": change.changed,
+            "round": int(payload.get("round", p.round)) - 1,
+            "lines": [
+                {"sign": line.sign, "field": line.field, "field_label": self._field(line.field, lang), "text": line.text}
+                for line in change.first
+            ],
+            "command": f"forumflow diff {p.id} --from {change.from_version} --to {change.to_version}",
+        }
+
+    def _event_context(self, view: EventView, lang: str, tz: dt.tzinfo, role: tuple[bool, ...]) -> dict[str, Any]:
         """The variables of the event templates; nothing in them depends on who the reader is but ``role``."""
         ev, p = view.event, view.proposal
         payload = ev.payload or {}
@@ -213,6 +241,9 @@ class Renderer:
             "is_chair": role[1],
             "is_head": role[2],
             "is_presiding": role[3],
+            "is_earlier_endorser": role[4],
+            "text_version": payload.get("text_version", p.text_version),
+            "earlier": self._earlier(view, lang) if role[4] else None,
         }
 
     def _said(self, view: EventView, member: Member) -> _Said:
@@ -298,7 +329,7 @@ class Renderer:
             said = self._said(view, member)
             items.append({
                 "headline": said.headline, "lead": said.lead, "at": said.ctx["at"], "comment": said.ctx["comment"],
-                "pid": said.ctx["pid"],
+                "pid": said.ctx["pid"], "text_version": said.ctx["text_version"],
             })
         ctx_digest: dict[str, Any] = {
             "lang": lang,
@@ -308,6 +339,7 @@ class Renderer:
             "day": format_date(day, "long", locale=lang),
             "count": len(items),
             "items": items,
+            "version_label": str(self._labels(lang).text_version),
             "zone": format_datetime(dt.datetime.combine(day, dt.time(12), tzinfo=tz), "zzzz", tzinfo=tz, locale=lang),
         }
         module = self._select(lang, "digest.txt").make_module(ctx_digest)

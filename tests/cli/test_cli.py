@@ -74,7 +74,7 @@ def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: I
     view = state_of(cli, pid)
     assert view["state"] == "implementing" and view["percent"] == 40
     assert [e["action"] for e in view["history"]][:3] == ["create", "submit", "recommend"]
-    assert view["history"][-1]["payload"] == {"percent": 40}
+    assert view["history"][-1]["payload"] == {"percent": 40, "text_version": 1}
     assert {a["action"] for a in view["allowed"]} == {"report_progress", "complete"}
 
     hist = cli("history", pid, "--json")

@@ -140,7 +140,7 @@ def test_a_hand_over_reaches_the_deputy_of_the_new_term_when_its_head_wrote_the_
     new_year = dt.datetime(2023, 1, 1, 0, 0, tzinfo=dt.UTC)
     sweep(engine, lc, new_year)
     (handover,) = notices(engine, pid, "handover")
-    assert handover.payload == {"from_region": "RU-CHE", "to_region": "UZ-SA", "recipients": ["nematov"]}
+    assert handover.payload == {"from_region": "RU-CHE", "to_region": "UZ-SA", "recipients": ["nematov"], "text_version": 1}
     assert "karimov may not approve their own proposal" in refused(engine, lc, pid, "approve", "karimov", new_year)
     act(engine, lc, pid, "approve", "nematov", new_year)
     assert load(engine, pid).state == "implementing"

@@ -274,9 +274,3 @@ def test_only_group_members_propose(forum: Engine, lifecycle: Lifecycle) -> None
         )
     with session_scope(forum) as s:
         assert s.exec(select(func.count()).select_from(Proposal)).one() == 0
-
-
-def test_returned_proposal_gets_a_new_text_version(forum: Engine, lifecycle: Lifecycle) -> None:
-    pid = make_proposal(forum, lifecycle, state="in_review")
-    act(forum, lifecycle, pid, "return", CHAIR, comment="add budget")
-    assert load(forum, pid).text_version == 2

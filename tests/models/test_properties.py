@@ -1,4 +1,4 @@
-"""Random action sequences by random actors: the state is always valid and replay reproduces it."""
+"""Random action sequences by random actors: the state is always valid and replay reproduces it and the text version."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from sqlmodel import select
 
 from config import ForumDefinition
 from models import ForumflowError, Lifecycle, create_schema, events_of, make_engine, session_scope, sync_definition
-from models.tables import EndorsementDecision, Proposal
+from models.tables import EndorsementDecision, Proposal, ProposalTextEdit
 from tests.factories import T0, make_proposal
 
 ACTORS = ["zhao.lei", "kuznetsov", "nurlanova", "petrov", "karimov", "li.ming", "wang.jianguo", "deshmukh",
           "seitkazieva", "toktogulov", "khan.ayesha", "rakhimov", "yousafzai", "secretariat", "system", "tursunov",
           "yusupova", "sokolova", "nobody"]
 ACTIONS = ["submit", "recommend", "return", "reject", "endorse", "object", "approve", "refer_back",
-           "report_progress", "complete", "withdraw", "consensus", "silence", "close_round", "fly"]
+           "report_progress", "complete", "withdraw", "consensus", "silence", "close_round", "edit", "fly"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -39,7 +39,7 @@ def test_random_sequences_keep_a_valid_replayable_state(
             with session_scope(engine) as s:
                 before = s.get(Proposal, pid)
                 assert before is not None
-                prior = (before.state, before.version)
+                prior = (before.state, before.version, before.text_version)
                 allowed = [(a.action, h) for a in lifecycle.allowed(s, before, now) for h in a.actors]
                     # Mostly plausible steps (an allowed action by someone allowed), sometimes anything at all.
             roll = data.draw(st.integers(min_value=0, max_value=9), label="roll")
@@ -57,6 +57,9 @@ def test_random_sequences_keep_a_valid_replayable_state(
                 with session_scope(engine) as s:
                     if action == "close_round":
                         lifecycle.close_round(s, pid, now=now)
+                    elif action == "edit":
+                        body = data.draw(st.sampled_from(["", "Budget: 2 million.", "Budget: 3 million.\nSite: Harbin."]))
+                        lifecycle.edit(s, pid, actor, ProposalTextEdit(body=body), now=now)
                     else:
                         lifecycle.apply(s, pid, action, actor, comment=comment, percent=percent, now=now)
                 succeeded = True
@@ -67,15 +70,17 @@ def test_random_sequences_keep_a_valid_replayable_state(
                 assert p is not None
                 assert p.state in lifecycle.workflow.state_names
                 if not succeeded:
-                    assert (p.state, p.version) == prior
+                    assert (p.state, p.version, p.text_version) == prior
                 events = events_of(s, pid)
                 assert lifecycle.replay(events) == p.state
+                assert lifecycle.replay_text_version(events) == p.text_version
                 assert p.version == len(events)
                 assert 0 <= p.percent <= 100
                 if p.state == "reviewed":
                     decisions = s.exec(
                         select(EndorsementDecision).where(
-                            EndorsementDecision.proposal_id == pid, EndorsementDecision.round == p.round
+                            EndorsementDecision.proposal_id == pid, EndorsementDecision.round == p.round,
+                            EndorsementDecision.text_version == p.text_version,
                         )
                     ).all()
                     assert all(d.decision == "endorse" for d in decisions)

@@ -64,10 +64,10 @@ def test_reminders_and_escalations_at_their_instants(forum: Engine, lifecycle: L
     got = [(e.action, e.at, e.payload) for e in notices(forum, pid)]
     iso = deadline.isoformat()
     assert got == [
-        ("remind", deadline - 7 * DAY, {"recipients": [CHAIR], "offset_days": 7, "deadline": iso}),
-        ("remind", deadline - 2 * DAY, {"recipients": [CHAIR], "offset_days": 2, "deadline": iso}),
-        ("escalate", deadline, {"level": 1, "recipients": [CHAIR], "deadline": iso}),
-        ("escalate", deadline + 7 * DAY, {"level": 2, "recipients": [PRESIDING_HEAD], "deadline": iso}),
+        ("remind", deadline - 7 * DAY, {"recipients": [CHAIR], "offset_days": 7, "deadline": iso, "text_version": 1}),
+        ("remind", deadline - 2 * DAY, {"recipients": [CHAIR], "offset_days": 2, "deadline": iso, "text_version": 1}),
+        ("escalate", deadline, {"level": 1, "recipients": [CHAIR], "deadline": iso, "text_version": 1}),
+        ("escalate", deadline + 7 * DAY, {"level": 2, "recipients": [PRESIDING_HEAD], "deadline": iso, "text_version": 1}),
     ]
     p = load(forum, pid)
     assert p.state == "in_review" and p.version == 2 + 4  # create, submit, then four notices
@@ -155,7 +155,7 @@ def test_presiding_term_hand_over(forum: Engine, lifecycle: Lifecycle) -> None:
     assert review(forum, lifecycle, new_year).handovers == 1
     (handover,) = notices(forum, pid)
     assert (handover.action, handover.at) == ("handover", new_year)
-    assert handover.payload == {"from_region": "RU-CHE", "to_region": "UZ-SA", "recipients": ["karimov"]}
+    assert handover.payload == {"from_region": "RU-CHE", "to_region": "UZ-SA", "recipients": ["karimov"], "text_version": 1}
     assert load(forum, pid).presiding_region == "UZ-SA"
     # The reminder before the approval deadline goes to the new presiding head.
     assert review(forum, lifecycle, entered + 14 * DAY - 5 * DAY).reminders == 1
@@ -171,9 +171,9 @@ def test_implementation_progress_reviews(forum: Engine, lifecycle: Lifecycle) ->
     assert review(forum, lifecycle, due + 7 * DAY).escalations == 1
     got = [(e.action, e.at, e.payload) for e in notices(forum, pid)]
     assert got == [
-        ("progress_due", due - 7 * DAY, {"recipients": sorted([AUTHOR, CHAIR]), "due": due.isoformat()}),
-        ("escalate", due, {"level": 1, "recipients": [CHAIR], "deadline": due.isoformat()}),
-        ("escalate", due + 7 * DAY, {"level": 2, "recipients": [PRESIDING_HEAD], "deadline": due.isoformat()}),
+        ("progress_due", due - 7 * DAY, {"recipients": sorted([AUTHOR, CHAIR]), "due": due.isoformat(), "text_version": 1}),
+        ("escalate", due, {"level": 1, "recipients": [CHAIR], "deadline": due.isoformat(), "text_version": 1}),
+        ("escalate", due + 7 * DAY, {"level": 2, "recipients": [PRESIDING_HEAD], "deadline": due.isoformat(), "text_version": 1}),
     ]
     # A report starts a new cadence.
     reported = due + 10 * DAY
