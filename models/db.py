@@ -67,6 +67,7 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
 def create_schema(engine: Engine) -> None:
     """Create all tables that do not exist yet (never drops anything)."""
     # Importing the table modules registers them on the metadata.
+    import models.auth
     import models.outbox
     import models.review
     import models.tables  # noqa: F401
