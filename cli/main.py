@@ -420,11 +420,12 @@ def demo(
 
 
 def _register_extensions() -> None:
-    """Commands that live in their own modules (mail, flows); each imports its heavy parts lazily."""
-    from cli import flow_commands, mail_commands
+    """Commands that live in their own modules (mail, flows, web); each imports its heavy parts lazily."""
+    from cli import flow_commands, mail_commands, web_commands
 
     mail_commands.register(app)
     flow_commands.register(app)
+    web_commands.register(app)
 
 
 _register_extensions()

@@ -264,8 +264,7 @@ def signed_in(session: Session, raw_id: str, *, now: dt.datetime) -> SignedIn | 
     if row is None or row.ended_at is not None or row.expires_at <= now:
         return None
     member = session.get(Member, row.member)
-    if member is None or not member.active:
-        end_sessions_of(session, row.member, now=now)
+    if member is None or not member.active:  # deactivated since (the sync also ends the sessions)
         return None
     return SignedIn(row, member)
 
@@ -281,18 +280,13 @@ def end_session(session: Session, raw_id: str, *, now: dt.datetime) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def end_sessions_of(session: Session, handle: str, *, now: dt.datetime) -> int:
-    """End every live session of a member; how many."""
-    result = session.execute(
-        update(WebSession)
-        .where(col(WebSession.member) == handle, col(WebSession.ended_at).is_(None))
-        .values(ended_at=utc(now))
-        .execution_options(synchronize_session=False)
-    )
-    count = int(result.rowcount)  # type: ignore[attr-defined]
-    if count:
-        log.info("ended %d session(s) of %s", count, handle)
-    return count
+def forget_members(session: Session, handles: list[str]) -> None:
+    """Sign out members who left the forum: delete their sessions and their unused sign-in links."""
+    if not handles:
+        return
+    session.execute(delete(WebSession).where(col(WebSession.member).in_(handles)))
+    session.execute(delete(SignInToken).where(col(SignInToken.member).in_(handles)))
+    log.info("signed out %d member(s) who left the forum", len(handles))
 
 
 def purge(session: Session, *, now: dt.datetime) -> None:
