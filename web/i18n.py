@@ -26,6 +26,11 @@ LANG_COOKIE = "forumflow_lang"
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "zh": "中文"}
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalog without translating it here (it is translated where it is shown)."""
+    return message
+
+
 @functools.cache
 def translations(lang: str) -> NullTranslations:
     """The compiled catalog of ``lang`` (English, the source language, needs none)."""
