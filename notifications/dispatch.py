@@ -88,10 +88,11 @@ def send_pending(
     config = SmtpConfig.from_settings(settings)
     with session_scope(engine) as session:
         digests = bundle_digests(session, now=now)
+        wipe_messages(session, now=now)  # sign-in links that expired unsent are given up, not sent
     report = _run_async(_send(engine, config, lifecycle, now=now, limit=limit, policy=policy))
     report.digests = digests
     with session_scope(engine) as session:
-        wipe_messages(session, now=now)  # sent sign-in links leave the outbox
+        wipe_messages(session, now=now)  # sign-in links just sent leave the outbox
     log.info(
         "sent %d of %d (%d to retry, %d failed, %d dead, %d digests bundled)",
         report.sent, report.attempted, report.retrying, report.failed, report.dead, digests,
