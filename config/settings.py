@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_FORUM_FILE = Path(__file__).parent / "forums" / "sco_heads_of_regions.yaml"
@@ -32,12 +33,29 @@ class Settings(BaseSettings):
     review_interval_minutes: int = 60
     dispatch_interval_minutes: int = 1
 
+    base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where people reach the web app; absolute links in mail start with it."
+    )
+    web_session_hours: float = Field(default=12, gt=0, description="How long a web sign-in lasts.")
+    sign_in_link_minutes: float = Field(default=15, gt=0, description="How long a mailed sign-in link is valid.")
+    sign_in_per_address: int = Field(default=5, ge=1, description="Sign-in mails per address and hour.")
+    sign_in_per_client: int = Field(default=20, ge=1, description="Sign-in requests per client address and hour.")
+
     @property
     def db_url(self) -> str:
         """The database URL in force: the explicit one, or the SQLite file in the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'forumflow.db').resolve()}"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """An absolute http(s) URL without a query; kept without its trailing slash."""
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+            raise ValueError("base_url must be an absolute http:// or https:// URL without query or fragment")
+        return value.strip().rstrip("/")
 
     @property
     def maildir(self) -> Path:

@@ -21,6 +21,10 @@ class NotAllowedError(ForumflowError):
     exit_code = 3
 
 
+class NotPossibleError(NotAllowedError):
+    """The action is not possible in the proposal's current state (whoever asks)."""
+
+
 class NotFoundError(ForumflowError):
     """No such proposal, member or working group."""
 

@@ -24,7 +24,7 @@ from transitions import Machine, MachineError
 
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
 from models.db import is_unique_violation
-from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
+from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
 from models.tables import (
     EndorsementDecision,
     Event,
@@ -260,7 +260,7 @@ class Lifecycle:
         try:
             carrier.trigger(action)  # type: ignore[attr-defined]
         except MachineError:
-            raise NotAllowedError(
+            raise NotPossibleError(
                 f"{action!r} is not possible in state {state!r}; possible: {', '.join(self.triggers(state)) or 'none'}"
             ) from None
         finally:
@@ -541,7 +541,7 @@ class Lifecycle:
         if member is None or not member.active:
             raise NotFoundError(f"member {actor!r} not found")
         if proposal.state not in spec.source:
-            raise NotAllowedError(
+            raise NotPossibleError(
                 f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}"
             )
         ctx = self._context(session, proposal, now)

@@ -7,6 +7,8 @@ Kinds of delivery:
   event        one mail about one event, sent on its own
   digest_item  an event for a member who reads a daily digest; never sent on its own
   digest       the daily mail of one member; its items point to it through ``digest_id``
+  message      a mail rendered when it was queued (a sign-in link): the row holds the message until it is
+               sent or given up, then the message is wiped, so a secret in it does not rest in the outbox
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, String, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint, update
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.db import UTCDateTime
 
@@ -42,6 +44,7 @@ class DeliveryKind(StrEnum):
     EVENT = "event"
     DIGEST_ITEM = "digest_item"
     DIGEST = "digest"
+    MESSAGE = "message"
 
 
 def _utc(**kw: Any) -> Any:
@@ -74,6 +77,8 @@ class Delivery(SQLModel, table=True):
     sent_at: dt.datetime | None = _utc(default=None)
     digest_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     digest_day: dt.date | None = None
+    # Only ``message`` rows: subject, text, html, language and expires_at (ISO) of the rendered mail.
+    message: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class PlannedEvent(SQLModel, table=True):
@@ -84,3 +89,27 @@ class PlannedEvent(SQLModel, table=True):
     event_id: int = Field(primary_key=True, foreign_key="event.id")
     planned_at: dt.datetime = _utc()
     deliveries: int = 0
+
+
+def wipe_messages(session: Session, *, now: dt.datetime) -> int:
+    """Wipe the stored message of every ``message`` delivery that is settled, or still pending past its expiry.
+
+    A pending one that expired is given up (``failed``): a sign-in link that arrives dead helps nobody.
+    """
+    kind = col(Delivery.kind) == DeliveryKind.MESSAGE
+    held = col(Delivery.message).is_not(None)
+    settled = session.execute(
+        update(Delivery).where(kind, held, col(Delivery.status) != DeliveryStatus.PENDING)
+        .values(message=None).execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    expired = [
+        d.id for d in session.exec(select(Delivery).where(kind, held, col(Delivery.status) == DeliveryStatus.PENDING))
+        if d.message is None or dt.datetime.fromisoformat(str(d.message.get("expires_at", ""))) <= now
+    ]
+    if expired:
+        session.execute(
+            update(Delivery).where(col(Delivery.id).in_(expired), col(Delivery.status) == DeliveryStatus.PENDING)
+            .values(message=None, status=DeliveryStatus.FAILED, last_error="expired before it could be sent")
+            .execution_options(synchronize_session=False)
+        )
+    return int(settled) + len(expired)

@@ -9,6 +9,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from config.definition import ForumDefinition
+from models.auth import forget_members
 from models.tables import GroupMembership, Member, PresidingTerm, Region, WorkingGroup
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
         row.active = False
         session.add(row)
     session.flush()
+    forget_members(session, [row.handle for row in gone])  # their web sessions and sign-in links end
 
     keys = {g.key for g in definition.working_groups}
     for g in definition.working_groups:

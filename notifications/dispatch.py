@@ -25,11 +25,11 @@ from sqlmodel import Session, col, select
 from config.settings import Settings
 from models.db import session_scope
 from models.lifecycle import Lifecycle, utc
-from models.outbox import Delivery, DeliveryKind, DeliveryStatus
+from models.outbox import Delivery, DeliveryKind, DeliveryStatus, wipe_messages
 from models.tables import Event, Member, Proposal
 from notifications.mail import build_mail, new_message_id
 from notifications.planning import Directory, plan_deliveries
-from notifications.render import EventView, Renderer, member_zone
+from notifications.render import EventView, Rendered, Renderer, member_zone
 from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,11 @@ def send_pending(
     config = SmtpConfig.from_settings(settings)
     with session_scope(engine) as session:
         digests = bundle_digests(session, now=now)
+        wipe_messages(session, now=now)  # sign-in links that expired unsent are given up, not sent
     report = _run_async(_send(engine, config, lifecycle, now=now, limit=limit, policy=policy))
     report.digests = digests
+    with session_scope(engine) as session:
+        wipe_messages(session, now=now)  # sign-in links just sent leave the outbox
     log.info(
         "sent %d of %d (%d to retry, %d failed, %d dead, %d digests bundled)",
         report.sent, report.attempted, report.retrying, report.failed, report.dead, digests,
@@ -177,7 +180,7 @@ async def _send(
 def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy, domain: str) -> list[Delivery]:
     """Take up to ``size`` due deliveries: count the attempt and lease them, in one conditional UPDATE."""
     due = (
-        col(Delivery.kind).in_([DeliveryKind.EVENT, DeliveryKind.DIGEST]),
+        col(Delivery.kind).in_([DeliveryKind.EVENT, DeliveryKind.DIGEST, DeliveryKind.MESSAGE]),
         col(Delivery.status) == DeliveryStatus.PENDING,
         col(Delivery.next_attempt_at) <= now,
     )
@@ -251,6 +254,8 @@ def _jobs(
         if d.kind == DeliveryKind.DIGEST:
             views = [view(i.event_id) for i in items_of[d.id] if i.event_id is not None]
             build = _digest_builder(renderer, config, d, member, views, d.digest_day or now.date(), now)
+        elif d.kind == DeliveryKind.MESSAGE:
+            build = _message_builder(config, d, member, now)
         else:
             assert d.event_id is not None
             build = _event_builder(renderer, config, d, member, view(d.event_id), now)
@@ -277,6 +282,22 @@ def _digest_builder(
 ) -> Callable[[], bytes]:
     def build() -> bytes:
         rendered = renderer.digest_message(member, views, day=day)
+        return build_mail(
+            rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
+            message_id=str(delivery.message_id), date=now,
+        )
+
+    return build
+
+
+def _message_builder(config: SmtpConfig, delivery: Delivery, member: Member, now: dt.datetime) -> Callable[[], bytes]:
+    """A mail rendered when it was queued (a sign-in link)."""
+    stored = dict(delivery.message or {})
+
+    def build() -> bytes:
+        if not stored:
+            raise ValueError("the stored message was wiped")
+        rendered = Rendered(str(stored["subject"]), str(stored["text"]), str(stored["html"]), str(stored["language"]))
         return build_mail(
             rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
             message_id=str(delivery.message_id), date=now,

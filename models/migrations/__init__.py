@@ -22,6 +22,7 @@ def target_metadata() -> MetaData:
     """The models' metadata, with every table module imported so that all tables are registered."""
     from sqlmodel import SQLModel
 
+    import models.auth
     import models.outbox
     import models.review
     import models.tables  # noqa: F401

@@ -1,0 +1,57 @@
+"""A member's inbox: the proposals where they must act now, as the lifecycle answers it, by deadline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from models.lifecycle import AllowedAction, Lifecycle, proposals_in, utc
+from models.review import PROGRESS_DUE, REMIND, plan
+from models.tables import Proposal
+
+# When a state has no reminders, "closing soon" starts this long before the deadline.
+DEFAULT_SOON = dt.timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    """A proposal waiting on the member, the actions they may take on it, and how urgent it is."""
+
+    proposal: Proposal
+    actions: list[AllowedAction]
+    deadline: dt.datetime | None
+    overdue: bool
+    closing_soon: bool
+
+
+def _urgency(lifecycle: Lifecycle, proposal: Proposal, now: dt.datetime) -> tuple[dt.datetime | None, bool, bool]:
+    """The deadline the member works to (the state's, or the next progress report's), overdue, closing soon.
+
+    Closing soon starts at the last reminder before the deadline (the definition's own sense of "soon").
+    """
+    todo = plan(lifecycle.workflow, proposal)
+    if todo is None:
+        return None, False, False
+    nudges = [s.at for s in todo.steps if s.kind in (REMIND, PROGRESS_DUE) and s.at <= todo.deadline]
+    soon_from = max(nudges) if nudges else todo.deadline - DEFAULT_SOON
+    overdue = now >= todo.deadline
+    return todo.deadline, overdue, not overdue and now >= soon_from
+
+
+def my_actions(session: Session, lifecycle: Lifecycle, handle: str, *, now: dt.datetime) -> list[ActionItem]:
+    """Every open proposal where ``handle`` must act now, with their allowed actions; by deadline, then id."""
+    now = utc(now)
+    proposals = proposals_in(session, lifecycle.open_states)
+    waiting = lifecycle.must_act_many(session, proposals, now)
+    items = []
+    for p in proposals:
+        if p.id is None or handle not in waiting.get(p.id, []):
+            continue
+        mine = [a for a in lifecycle.allowed(session, p, now) if handle in a.actors]
+        deadline, overdue, soon = _urgency(lifecycle, p, now)
+        items.append(ActionItem(p, mine, deadline, overdue, soon))
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    items.sort(key=lambda i: (i.deadline or far, i.proposal.id or 0))
+    return items

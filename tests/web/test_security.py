@@ -1,0 +1,170 @@
+"""CSRF refusals, security headers on every response, errors without tracebacks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from models import session_scope
+from models.auth import WebSession
+from tests.web.conftest import BASE, Clock, csrf_of, link_for, sign_in
+from web.app import create_app
+from web.security import CONTENT_SECURITY_POLICY, SESSION_COOKIE
+
+
+def signed_in(client: TestClient, forum: Engine, clock: Clock) -> str:
+    """Sign in as kuznetsov; the session's CSRF token."""
+    sign_in(client, forum, "kuznetsov", clock.now)
+    return csrf_of(client.get("/").text)
+
+
+def still_signed_in(client: TestClient) -> bool:
+    """Whether the client's session is alive."""
+    return client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},  # Origin decides when present
+    ],
+)
+def test_cross_site_post_is_refused_even_with_the_token(
+    client: TestClient, forum: Engine, clock: Clock, headers: dict[str, str]
+) -> None:
+    token = signed_in(client, forum, clock)
+    r = client.post("/sign-out", data={"csrf_token": token}, headers=headers)
+    assert r.status_code == 403
+    assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert still_signed_in(client)
+    api = client.post("/api/v1/me/actions", headers=headers | {"X-CSRF-Token": token})
+    assert api.status_code == 403 and api.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Origin": BASE}, {"Origin": BASE.upper()}, {"Sec-Fetch-Site": "same-origin"}, {}]
+)
+def test_same_origin_post_with_the_token_passes(
+    client: TestClient, forum: Engine, clock: Clock, headers: dict[str, str], web_runtime: object
+) -> None:
+    token = signed_in(client, forum, clock)
+    r = client.post("/sign-out", data={"csrf_token": token}, headers=headers)
+    assert r.status_code == 303
+    assert not still_signed_in(client)
+
+
+def test_base_url_origin_is_accepted_behind_a_proxy(forum: Engine, web_runtime: object, clock: Clock) -> None:
+    from models.runtime import Runtime
+
+    rt: Runtime = web_runtime  # type: ignore[assignment]
+    settings = rt.settings.model_copy(update={"base_url": "https://forum.example.org"})
+    client = TestClient(
+        create_app(runtime=Runtime(settings, rt.definition, rt.lifecycle, forum), clock=clock),
+        base_url="https://testserver", follow_redirects=False,
+    )
+    token = signed_in(client, forum, clock)
+    r = client.post("/sign-out", data={"csrf_token": token}, headers={"Origin": "https://forum.example.org"})
+    assert r.status_code == 303
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong"])
+def test_post_without_the_session_token_is_refused(client: TestClient, forum: Engine, clock: Clock, token: str | None) -> None:
+    signed_in(client, forum, clock)
+    data = {} if token is None else {"csrf_token": token}
+    r = client.post("/sign-out", data=data, headers={"Origin": BASE})
+    assert r.status_code == 403 and "Срок действия формы истёк" in r.text  # kuznetsov reads Russian
+    assert still_signed_in(client)
+
+
+def test_token_of_another_session_is_refused(client: TestClient, forum: Engine, clock: Clock) -> None:
+    signed_in(client, forum, clock)
+    other = TestClient(client.app, base_url=BASE, follow_redirects=False)
+    foreign = signed_in(other, forum, clock)
+    assert client.post("/sign-out", data={"csrf_token": foreign}).status_code == 403
+    assert still_signed_in(client)
+
+
+def test_htmx_header_carries_the_token(client: TestClient, forum: Engine, clock: Clock) -> None:
+    token = signed_in(client, forum, clock)
+    page = client.get("/").text
+    hx = re.search(r"<body hx-headers='([^']+)'>", page)
+    assert hx and f'"X-CSRF-Token": "{token}"' in hx.group(1)  # htmx sends it with every request
+    assert client.post("/sign-out", headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    assert client.post("/sign-out", headers={"X-CSRF-Token": token}).status_code == 303
+
+
+def test_anonymous_forms_need_the_pre_session_token(client: TestClient, forum: Engine, clock: Clock) -> None:
+    link = link_for(forum, "kuznetsov", clock.now)
+    page = client.get(link)
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert token
+    # A form posted from elsewhere (no matching cookie/token pair) signs nobody in, and leaves the link usable.
+    blind = TestClient(client.app, base_url=BASE, follow_redirects=False)
+    assert blind.post("/sign-in/continue", data={"token": token.group(1), "csrf_token": "guess"}).status_code == 403
+    assert client.post("/sign-in/continue", data={"token": token.group(1)}).status_code == 403
+    assert client.post("/sign-in", data={"address": "a.petrov@example.org"}).status_code == 403
+    with session_scope(forum) as s:
+        assert s.exec(select(WebSession)).all() == []
+    ok = client.post("/sign-in/continue", data={"token": token.group(1), "csrf_token": csrf_of(page.text)})
+    assert ok.status_code == 303 and SESSION_COOKIE in client.cookies
+
+
+HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/sign-in", "/sign-in/sent", "/sign-in/continue?token=x", "/no-such-page", "/static/htmx.min.js",
+     "/static/forumflow.css", "/api/v1/me/actions", "/api/v1/openapi.json", "/api/v1/no-such", "/language/ru"],
+)
+def test_security_headers_on_every_response(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    for name, value in HEADERS.items():
+        assert r.headers.get(name) == value, (path, name)
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert "script-src 'self';" in r.headers["content-security-policy"]
+    assert "unsafe-inline" not in r.headers["content-security-policy"]
+
+
+def test_signed_in_pages_are_not_cached(client: TestClient, forum: Engine, clock: Clock) -> None:
+    signed_in(client, forum, clock)
+    assert client.get("/").headers["cache-control"] == "no-store"
+
+
+def test_pages_have_no_inline_script_or_style(client: TestClient, forum: Engine, clock: Clock) -> None:
+    pages = [client.get("/sign-in").text, client.get("/sign-in/sent").text, client.get(link_for(forum, "petrov", clock.now)).text]
+    signed_in(client, forum, clock)
+    pages.append(client.get("/").text)
+    for html in pages:
+        assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/htmx.min.js" defer>']
+        assert " style=" not in html and "<style" not in html
+        assert not re.search(r"<[^>]+\son[a-z]+=", html)  # no inline event handlers
+
+
+def test_unexpected_error_is_a_bare_500(forum: Engine, web_runtime: object) -> None:
+    def broken() -> object:
+        raise RuntimeError("secret detail: /etc/forumflow")
+
+    app = create_app(runtime=web_runtime, clock=broken)  # type: ignore[arg-type]
+    client = TestClient(app, base_url=BASE, raise_server_exceptions=False)
+    page = client.get("/")
+    assert page.status_code == 500 and "secret detail" not in page.text and "Traceback" not in page.text
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    api = client.get("/api/v1/me/actions")
+    assert api.status_code == 500 and api.headers["content-type"] == "application/problem+json"
+    assert api.json() == {"type": "about:blank", "title": "Internal Server Error", "status": 500,
+                          "detail": "an unexpected error occurred; it has been logged"}
+    assert api.headers["content-security-policy"] == CONTENT_SECURITY_POLICY

@@ -1,0 +1,186 @@
+"""FastAPI dependencies shared by pages and API: the runtime, the clock, a DB session, who is signed in, CSRF.
+
+Use the ``Annotated`` aliases in routes::
+
+    @router.get("/things")
+    def things(page: MemberPage, db: DbSession, now: Now) -> Response:
+        ...
+        return page.render("things.html", things=...)
+
+``DbSession`` commits when the route returns (before the response is sent) and rolls back on an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session
+
+from models.auth import SignedIn, new_secret, signed_in
+from models.db import session_scope
+from models.runtime import Runtime
+from web.errors import CsrfError, NotSignedInError, SignInRequiredError
+from web.i18n import Ui
+from web.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    cookies_secure,
+    is_bearer,
+    set_cookie,
+    tokens_match,
+)
+from web.state import WebState
+
+
+def web_state(request: Request) -> WebState:
+    """The app's shared state."""
+    state: WebState = request.app.state.web
+    return state
+
+
+State = Annotated[WebState, Depends(web_state)]
+
+
+def get_runtime(state: State) -> Runtime:
+    """Settings, definition, lifecycle and engine of the app."""
+    return state.runtime
+
+
+def current_time(state: State) -> dt.datetime:
+    """The moment of this request, from the app's clock (tests set the clock)."""
+    return state.clock()
+
+
+def db_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
+    """A database session for the request: committed after the route returns, rolled back on an error."""
+    with session_scope(runtime.engine) as session:
+        yield session
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+Now = Annotated[dt.datetime, Depends(current_time)]
+DbSession = Annotated[Session, Depends(db_session, scope="function")]
+
+
+def viewer(request: Request, db: DbSession, now: Now) -> SignedIn | None:
+    """The signed-in member of this request (session cookie), or None."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    return signed_in(db, raw, now=now) if raw else None
+
+
+Viewer = Annotated[SignedIn | None, Depends(viewer)]
+
+
+def api_member(who: Viewer) -> SignedIn:
+    """The signed-in member, or 401 problem+json."""
+    if who is None:
+        raise NotSignedInError()
+    return who
+
+
+ApiMember = Annotated[SignedIn, Depends(api_member)]
+
+
+def local_path(value: str | None, default: str = "/") -> str:
+    """``value`` if it is a path on this app (no scheme, no other host), else ``default``: for ``next=`` redirects."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    if any(ord(c) < 32 or c == "\\" for c in value) or len(value) > 2000:
+        return default
+    return value
+
+
+def here(request: Request) -> str:
+    """The path and query of this request (to come back to it)."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+@dataclass
+class Page:
+    """A page being answered: who is reading, in which language and zone, and the form token to embed."""
+
+    request: Request
+    state: WebState
+    viewer: SignedIn | None
+    ui: Ui
+    csrf_token: str
+    _new_csrf_cookie: bool = field(default=False, repr=False)
+
+    @property
+    def secure(self) -> bool:
+        """Whether cookies set by this page are Secure."""
+        return cookies_secure(self.request, self.state.https)
+
+    def render(self, template: str, *, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+        """The template rendered for this reader, with the layout's common variables."""
+        html = self.state.templates.render(
+            template, self.ui,
+            {"viewer": self.viewer, "csrf_token": self.csrf_token, "here": here(self.request), **context},
+        )
+        response = HTMLResponse(html, status_code=status, headers=headers)
+        if self._new_csrf_cookie:
+            set_cookie(response, CSRF_COOKIE, self.csrf_token, max_age=None, secure=self.secure)
+        return response
+
+    def redirect(self, url: str) -> RedirectResponse:
+        """303 See Other to ``url`` (after a POST, or to go elsewhere)."""
+        return RedirectResponse(url, status_code=303)
+
+
+def any_page(request: Request, state: State, who: Viewer) -> Page:
+    """A page anyone may see (signed in or not)."""
+    ui = Ui.for_reader(request, who.member if who else None, state.templates.labels)
+    if who is not None:
+        return Page(request, state, who, ui, who.session.csrf_token)
+    token = request.cookies.get(CSRF_COOKIE) or ""
+    fresh = len(token) < 32
+    return Page(request, state, None, ui, new_secret() if fresh else token, fresh)
+
+
+AnyPage = Annotated[Page, Depends(any_page)]
+
+
+def member_page(page: AnyPage) -> Page:
+    """A page for signed-in members: anyone else is sent to sign in and brought back."""
+    if page.viewer is None:
+        raise SignInRequiredError(here(page.request))
+    return page
+
+
+MemberPage = Annotated[Page, Depends(member_page)]
+
+
+def sign_in_redirect(next_path: str) -> str:
+    """Where to send someone who must sign in first."""
+    return "/sign-in" + (f"?{urlencode({'next': next_path})}" if next_path != "/" else "")
+
+
+async def csrf_protect(request: Request, who: Viewer) -> None:
+    """Unsafe requests carry the CSRF token: the session's when signed in, else the pre-session cookie's.
+
+    Sent as the ``csrf_token`` form field or the ``X-CSRF-Token`` header (htmx adds it from ``hx-headers``
+    on ``<body>``). Requests with a Bearer token are exempt: no browser sends one on its own.
+    """
+    if request.method in SAFE_METHODS or is_bearer(request.headers.raw):
+        return
+    expected = who.session.csrf_token if who is not None else request.cookies.get(CSRF_COOKIE)
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        given = str((await request.form()).get(CSRF_FIELD) or "")
+    if not tokens_match(given, expected):
+        raise CsrfError()
+
+
+CsrfProtected = Depends(csrf_protect)

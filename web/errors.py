@@ -1,0 +1,168 @@
+"""Errors of the web app: the ONE mapping from domain exceptions to HTTP status, and how each side answers.
+
+The API answers with ``application/problem+json`` (RFC 9457): ``type`` (``about:blank``), ``title`` (the
+status phrase), ``status``, ``detail`` (the lifecycle's one-line message) and extension members. Pages
+answer with an error page in the reader's language. An unexpected exception never shows a traceback:
+it is logged, and the answer is a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.auth import RateLimitedError
+from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
+from models.runtime import DatabaseError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# Most specific first: NotPossibleError is a NotAllowedError that no member could get past (409, not 403).
+STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (RateLimitedError, 429),
+    (InvalidInputError, 422),
+    (NotPossibleError, 409),
+    (NotAllowedError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (DatabaseError, 503),
+)
+
+
+class NotSignedInError(Exception):
+    """The request needs a signed-in member and has none (API: 401)."""
+
+
+class SignInRequiredError(Exception):
+    """A page needs a signed-in member: send the browser to sign in, then back to ``next_path``."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class CsrfError(Exception):
+    """An unsafe request without the session's CSRF token (403)."""
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status of a domain error (400 for one with no status of its own)."""
+    for kind, status in STATUS_OF:
+        if isinstance(exc, kind):
+            return status
+    return 400 if isinstance(exc, ForumflowError) else 500
+
+
+def extra_headers(exc: Exception) -> dict[str, str]:
+    """Headers an error brings along (Retry-After for a rate limit)."""
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail, as every API error is answered."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+
+
+def problem(status: int, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A problem+json response for ``status``."""
+    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, **extra).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries documenting problem+json answers of a route."""
+    return {
+        status: {"description": HTTPStatus(status).phrase, "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}}}
+        for status in statuses
+    }
+
+
+# ---------------------------------------------------------------------- API
+def install_api_handlers(app: FastAPI) -> None:
+    """problem+json for every error of the API app, domain errors by ``STATUS_OF``."""
+
+    async def domain(request: Request, exc: Exception) -> Response:
+        return problem(status_for(exc), str(exc), headers=extra_headers(exc))
+
+    async def not_signed_in(request: Request, exc: Exception) -> Response:
+        return problem(401, "sign in first", headers={"WWW-Authenticate": 'Bearer realm="forumflow"'})
+
+    async def csrf(request: Request, exc: Exception) -> Response:
+        return problem(403, "missing or wrong CSRF token (send the X-CSRF-Token header of your session)")
+
+    async def http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        return problem(422, "the request is not valid", errors=errors)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette sends this answer, then re-raises the exception for the server to log.
+        return problem(500, "an unexpected error occurred; it has been logged")
+
+    app.add_exception_handler(ForumflowError, domain)
+    app.add_exception_handler(NotSignedInError, not_signed_in)
+    app.add_exception_handler(CsrfError, csrf)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, unexpected)
+
+
+# ---------------------------------------------------------------------- everything
+class UnexpectedErrors:
+    """Outermost guard: an exception nobody handled is logged and answered with a bare 500, never a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            if started:  # answered already (the API's own handler): the server logs it
+                raise
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if str(scope.get("path", "")).startswith("/api/"):
+                response: Response = problem(500, "an unexpected error occurred; it has been logged")
+            else:
+                response = Response(
+                    "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error</title></head><body>"
+                    "<h1>Something went wrong</h1><p>The error has been logged. <a href=\"/\">Back to the app</a></p>"
+                    "</body></html>",
+                    status_code=500, media_type="text/html",
+                )
+            await response(scope, receive, tracking)

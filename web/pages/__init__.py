@@ -1,0 +1,17 @@
+"""Server-rendered pages. Each concern is a module with its own ``router``; ``router`` here joins them.
+
+Every unsafe request to a page passes ``csrf_protect`` (a dependency of the joined router), so a new
+module only needs its routes: take ``page: MemberPage`` (or ``AnyPage``), call models, ``page.render(...)``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from web.deps import CsrfProtected
+from web.pages import actions, auth, language
+
+router = APIRouter(dependencies=[CsrfProtected])
+router.include_router(auth.router)
+router.include_router(actions.router)
+router.include_router(language.router)
