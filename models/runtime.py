@@ -100,9 +100,13 @@ def _prepare(engine: Engine, definition: ForumDefinition, *, sync_if_empty: bool
 
 
 def _open(settings: Settings) -> tuple[ForumDefinition, Engine]:
+    """The definition and an engine (nothing connected yet); a URL that names no usable driver is one line."""
     definition = load_definition(settings.forum_file)
     _make_sqlite_folder(settings)
-    return definition, make_engine(settings.db_url)
+    try:
+        return definition, make_engine(settings.db_url)
+    except SQLAlchemyError as exc:
+        raise database_failure(settings, exc) from None
 
 
 def _refuse(settings: Settings, engine: Engine, exc: SQLAlchemyError | SchemaError) -> NoReturn:
