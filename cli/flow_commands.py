@@ -28,9 +28,14 @@ def review(
 ) -> None:
     """Run the review flow once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
     from cli.main import fail, out, parse_when, print_json, runtime
+    from models.review import check_review_time
 
-    rt = runtime(ctx)
     when = parse_when(now)
+    rt = runtime(ctx)
+    try:
+        check_review_time(rt.engine, when)  # refused before Prefect starts (it takes seconds)
+    except ForumflowError as exc:
+        fail(str(exc), exc.exit_code)
     from flows.serve import export_settings, prepare_environment
 
     prepare_environment(rt.settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_FORUM_FILE = Path(__file__).parent / "forums" / "sco_heads_of_regions.yaml"
@@ -31,6 +31,17 @@ class Settings(BaseSettings):
 
     review_interval_minutes: int = 60
     dispatch_interval_minutes: int = 1
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_a_folder(cls, value: Path) -> Path:
+        # Created on first use: its nearest existing part must be a folder, or every command fails later.
+        for part in (value, *value.parents):
+            if part.exists():
+                if not part.is_dir():
+                    raise ValueError(f"{part} is a file, not a folder")
+                break
+        return value
 
     @property
     def db_url(self) -> str:

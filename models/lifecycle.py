@@ -21,8 +21,11 @@ from sqlmodel import Session, col, select
 from transitions import Machine, MachineError
 
 from config.definition import ActionDef, ForumDefinition, Workflow
+from models.clock import check_action_time, utc
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
 from models.tables import (
+    MAX_PROPOSAL_ID,
+    NUL,
     EndorsementDecision,
     Event,
     GroupMembership,
@@ -40,13 +43,6 @@ SYSTEM = "system"
 CREATE = "create"
 # Events the scheduler records without changing the state: they exist so notifications follow.
 NOTICES = frozenset({"remind", "escalate", "handover", "progress_due"})
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """Check that ``value`` is aware and return it in UTC."""
-    if value.tzinfo is None:
-        raise InvalidInputError("time must be timezone-aware (UTC)")
-    return value.astimezone(dt.UTC)
 
 
 @dataclass
@@ -378,10 +374,8 @@ class Lifecycle:
         that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
         when the action is unknown, impossible, forbidden or stale.
         """
-        now = utc(now)
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None:
-            raise NotFoundError(f"proposal {proposal_id} not found")
+        proposal = find_proposal(session, proposal_id)
+        now = check_action_time(session, proposal_id, now)
         if expected_version is not None and proposal.version != expected_version:
             raise ConflictError(
                 f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
@@ -402,6 +396,8 @@ class Lifecycle:
         if actor not in holders:
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
         comment = comment.strip()
+        if NUL in comment:
+            raise InvalidInputError("comment must not contain a NUL character")
         if spec.comment_required and not comment:
             raise InvalidInputError(f"{action!r} requires a comment (--comment)")
         payload: dict[str, Any] = {}
@@ -722,6 +718,14 @@ def presiding_region(session: Session, now: dt.datetime) -> str | None:
         select(PresidingTerm).where(PresidingTerm.start <= day, PresidingTerm.end >= day)
     ).first()
     return term.region if term else None
+
+
+def find_proposal(session: Session, proposal_id: int) -> Proposal:
+    """The proposal, or NotFoundError (also for an id no proposal row can have)."""
+    proposal = session.get(Proposal, proposal_id) if 0 < proposal_id <= MAX_PROPOSAL_ID else None
+    if proposal is None:
+        raise NotFoundError(f"proposal {proposal_id} not found")
+    return proposal
 
 
 def events_of(session: Session, proposal_id: int) -> list[Event]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from pydantic import field_validator
+from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UTCDateTime
@@ -73,6 +74,9 @@ class PresidingTerm(SQLModel, table=True):
     end: dt.date
 
 
+NUL = "\x00"
+
+
 class ProposalBase(SQLModel):
     """Fields an author gives."""
 
@@ -86,6 +90,14 @@ class ProposalCreate(ProposalBase):
 
     group: str
     author: str
+
+    @field_validator("title", "summary", "body", "group", "author")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL and SQLite would store it: refused on every backend alike.
+        if NUL in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 class Proposal(ProposalBase, table=True):
@@ -105,6 +117,10 @@ class Proposal(ProposalBase, table=True):
     percent: int = 0
     created_at: dt.datetime = _utc()
     updated_at: dt.datetime = _utc()
+
+
+# The largest id a proposal row can have (PostgreSQL INTEGER is 32 bits): larger ids are simply not found.
+MAX_PROPOSAL_ID = 2**63 - 1 if isinstance(Proposal.__table__.c.id.type, BigInteger) else 2**31 - 1  # type: ignore[attr-defined]
 
 
 class Event(SQLModel, table=True):

@@ -18,7 +18,7 @@ from models.review import ReviewMark, ReviewReport, due_ids, review_batch, revie
 from models.tables import EndorsementDecision, Event, Proposal
 from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
 
-DAY, MINUTE = dt.timedelta(days=1), dt.timedelta(minutes=1)
+DAY, HOUR, MINUTE = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=1)
 NOTICE_ACTIONS = ("remind", "escalate", "handover", "progress_due", "silence")
 
 
@@ -185,12 +185,18 @@ def test_implementation_progress_reviews(forum: Engine, lifecycle: Lifecycle) ->
 
 def test_proposals_acted_on_in_time_hear_nothing(forum: Engine, lifecycle: Lifecycle) -> None:
     pid = make_proposal(forum, lifecycle, state="in_review")
-    act(forum, lifecycle, pid, "recommend", CHAIR, T0 + 10 * DAY)
-    for head in ONE_HEAD_PER_STATE:
-        act(forum, lifecycle, pid, "endorse", head, T0 + 11 * DAY)
-    act(forum, lifecycle, pid, "approve", PRESIDING_HEAD, T0 + 12 * DAY)
     for day in range(0, 80):
-        review(forum, lifecycle, T0 + day * DAY)
+        # Each day's decisions in the morning, the review in the afternoon: time only moves forward.
+        morning = T0 + day * DAY
+        if day == 10:
+            act(forum, lifecycle, pid, "recommend", CHAIR, morning)
+        elif day == 11:
+            for head in ONE_HEAD_PER_STATE:
+                act(forum, lifecycle, pid, "endorse", head, morning)
+        elif day == 12:
+            act(forum, lifecycle, pid, "approve", PRESIDING_HEAD, morning)
+        review(forum, lifecycle, morning + 6 * HOUR)
+    assert load(forum, pid).state == "implementing"
     assert notices(forum, pid) == []
 
 
