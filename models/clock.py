@@ -47,13 +47,8 @@ def newest_event_at(session: Session, proposal_id: int | None = None) -> dt.date
     query = select(func.max(Event.at))
     if proposal_id is not None:
         query = query.where(Event.proposal_id == proposal_id)
-    newest = session.exec(query).one()
-    if newest is None:
-        return None
-    # func.max() loses the column type on SQLite (a string comes back): read it as the column would.
-    if isinstance(newest, str):
-        newest = dt.datetime.fromisoformat(newest)
-    return newest.replace(tzinfo=dt.UTC) if newest.tzinfo is None else newest.astimezone(dt.UTC)
+    # max() keeps the column's type: the value comes back as an aware UTC datetime on every backend.
+    return session.exec(query).one()
 
 
 def check_run_time(engine: Engine, now: dt.datetime, *, run: str) -> dt.datetime:
