@@ -147,6 +147,8 @@ def test_ids_beyond_the_id_column_are_not_found(cli: Invoke, pid: str) -> None:
         (("review", "--now", "9999-12-31T23:59:59-05:00"), "error: --now: time 9999-12-31T23:59:59-05:00 is outside the years"),
         (("dispatch", "--now", "0001-01-01"), "error: --now: time 0001-01-01T00:00:00+00:00 is outside the years"),
         (("act", "1", "submit", "--as", "zhao.lei", "--at", "1969-12-31T23:59Z"), "error: --at: time 1969-12-31T23:59:00+00:00"),
+        (("simulate", "--days", "9999999999"), "error: --start 2022-07-01 --days 9999999999: the simulated span must lie"),
+        (("simulate", "--start", "2999-06-01", "--days", "365"), "error: --start 2999-06-01 --days 365: the simulated span"),
     ],
 )
 def test_unrepresentable_times_are_refused_at_once(cli: Invoke, args: tuple[str, ...], expected: str) -> None:
