@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from models.errors import ForumflowError
+from models.clock import utc
+from models.errors import ForumflowError, InvalidInputError
 
 
 def register(app: typer.Typer) -> None:
@@ -28,9 +29,14 @@ def review(
 ) -> None:
     """Run the review flow once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
     from cli.main import fail, out, parse_when, print_json, runtime
+    from models.review import check_review_time
 
-    rt = runtime(ctx)
     when = parse_when(now)
+    rt = runtime(ctx)
+    try:
+        check_review_time(rt.engine, when)  # refused before Prefect starts (it takes seconds)
+    except ForumflowError as exc:
+        fail(str(exc), exc.exit_code)
     from flows.serve import export_settings, prepare_environment
 
     prepare_environment(rt.settings)
@@ -96,6 +102,10 @@ def simulate(
             begin = dt.datetime.combine(dt.date.fromisoformat(start), dt.time(), tzinfo=dt.UTC)
         except ValueError:
             fail(f"--start: {start!r} is not a date (YYYY-MM-DD)", 2)
+    try:  # the whole simulated span lies in the engine's calendar, or nothing starts
+        utc(begin), utc(begin + dt.timedelta(days=days))
+    except (InvalidInputError, OverflowError):
+        fail(f"--start {begin:%Y-%m-%d} --days {days}: the simulated span must lie within the years 1970 to 2999", 2)
     config = SimulationConfig(proposals=proposals, days=days, seed=seed, start=begin)
     try:
         result, folder = run_simulation(settings, definition_of(settings), config, mail=mail)

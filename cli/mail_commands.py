@@ -118,11 +118,14 @@ def dispatch(
     from dataclasses import asdict
 
     from cli.main import parse_when, print_json, runtime
+    from models.clock import check_run_time
     from notifications import dispatch_once
 
     when = parse_when(now)
     rt = runtime(ctx)
     if flow:
+        with _reported():
+            check_run_time(rt.engine, when, run="dispatch")  # refused before Prefect starts (it takes seconds)
         _dispatch_flow(rt.settings, when, as_json)
         return
     with _reported():

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
 from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
-from models.errors import ForumflowError
+from models.clock import check_recorded_at, utc
+from models.errors import ForumflowError, InvalidInputError
 
 if TYPE_CHECKING:
     from models.runtime import Runtime
@@ -92,7 +94,21 @@ def settings_of(ctx: typer.Context) -> Settings:
         overrides["forum_file"] = opts.forum
     if opts.data_dir:
         overrides["data_dir"] = opts.data_dir
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        source = _OPTION_OF.get(name) if name in overrides else None
+        fail(f"{source or 'FORUMFLOW_' + name.upper()}: {_reason(first['msg'])}", 2)
+
+
+_OPTION_OF = {"database_url": "--db", "forum_file": "--forum", "data_dir": "--data-dir"}
+
+
+def _reason(message: str) -> str:
+    """A validation message without pydantic's 'Value error, ' prefix."""
+    return message.removeprefix("Value error, ")
 
 
 def definition_of(settings: Settings) -> ForumDefinition:
@@ -131,15 +147,29 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def parse_when(value: str | None) -> dt.datetime:
-    """Parse an ISO date or datetime (UTC when no offset is given); None means now."""
+def parse_when(value: str | None, option: str = "--now") -> dt.datetime:
+    """Parse an ISO date or datetime (UTC when no offset is given) within the engine's calendar; None means now."""
     if value is None:
         return now_utc()
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
-        fail(f"invalid time {value!r}: use ISO 8601, e.g. 2022-03-01T09:00:00+00:00", 2)
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+        fail(f"{option}: invalid time {value!r}: use ISO 8601, e.g. 2022-03-01T09:00:00+00:00", 2)
+    try:
+        return utc(when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when)
+    except InvalidInputError as exc:
+        fail(f"{option}: {exc}", 2)
+
+
+def recorded_at(value: str | None) -> dt.datetime:
+    """The moment an action happened: ``--at`` (not in the future), or now."""
+    wall = now_utc()
+    if value is None:
+        return wall
+    try:
+        return check_recorded_at(parse_when(value, "--at"), wall)
+    except InvalidInputError as exc:
+        fail(f"--at: {exc}", 2)
 
 
 def print_json(data: Any) -> None:
@@ -243,6 +273,14 @@ def diagram(ctx: typer.Context) -> None:
 
 
 # ---------------------------------------------------------------------------- proposals
+AT_HELP = (
+    "Record it as having happened at this ISO time (a decision taken at a meeting), e.g. 2022-12-20T10:00Z; "
+    "not in the future, not before the proposal's newest event. Default: now."
+)
+# The options that feed each field of ProposalCreate, for messages.
+_FIELD_OPTION = {"group": "--group", "author": "--as", "title": "--title", "summary": "--summary", "body": "--body-file"}
+
+
 @app.command()
 @guarded
 def propose(
@@ -252,17 +290,26 @@ def propose(
     title: Annotated[str, typer.Option("--title", help="Title of the proposed measure.")],
     summary: Annotated[str, typer.Option("--summary", help="Short summary.")] = "",
     body_file: Annotated[Path | None, typer.Option("--body-file", help="File with the full text (UTF-8).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help=AT_HELP)] = None,
 ) -> None:
     """Draft a new proposal in a working group (its text version 1); prints its id."""
+    from pydantic import ValidationError
+
     from cli.text_commands import read_body
     from models import session_scope
-    from models.texts import proposal_create
+    from models.tables import ProposalCreate
 
     body = read_body(body_file) if body_file is not None else b""
-    data = proposal_create(group=group, author=actor, title=title, summary=summary, body=body)
+    try:
+        data = ProposalCreate.model_validate({"group": group, "author": actor, "title": title, "summary": summary, "body": body})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "title"
+        fail(f"{_FIELD_OPTION.get(field, '--' + field)}: {_reason(first['msg'])}", 2)
+    when = recorded_at(at)
     rt = runtime(ctx)
     with session_scope(rt.engine) as session:
-        proposal = rt.lifecycle.create_proposal(session=session, proposal_in=data, now=now_utc())
+        proposal = rt.lifecycle.create_proposal(session=session, proposal_in=data, now=when)
     print(proposal.id)
 
 
@@ -278,18 +325,21 @@ def act(
     expected_version: Annotated[
         int | None, typer.Option("--expected-version", help="Refuse with exit 5 if the proposal changed since this version.")
     ] = None,
+    at: Annotated[str | None, typer.Option("--at", help=AT_HELP)] = None,
 ) -> None:
-    """Take an action on a proposal."""
+    """Take an action on a proposal (now, or after the fact with --at)."""
     from models import session_scope
 
+    when = recorded_at(at)
     rt = runtime(ctx)
     with session_scope(rt.engine) as session:
         events = rt.lifecycle.apply(
-            session, proposal_id, action, actor, comment=comment, percent=percent, now=now_utc(),
+            session, proposal_id, action, actor, comment=comment, percent=percent, now=when,
             expected_version=expected_version,
         )
+    moment = f" at {when:%Y-%m-%d %H:%M} UTC" if at is not None else ""
     for ev in events:
-        out.print(f"proposal {proposal_id}: {ev.action} by {ev.actor}: {ev.from_state} → {ev.to_state}", markup=False)
+        out.print(f"proposal {proposal_id}: {ev.action} by {ev.actor}: {ev.from_state} → {ev.to_state}{moment}", markup=False)
 
 
 @app.command()
@@ -408,6 +458,10 @@ def export(
         fail(f"--table: {table!r} is not proposals, events, texts or all", 2)
     if fmt == "csv" and table == "all" and out_path is None:
         fail("--format csv --table all writes three files: give --out DIR, or --table proposals|events|texts", 2)
+    if out_path is not None and fmt == "json" and out_path.is_dir():
+        fail(f"--out {out_path} is a folder: --format json writes one file, name it", 2)
+    if out_path is not None and fmt == "csv" and out_path.exists() and not out_path.is_dir():
+        fail(f"--out {out_path} is a file: --format csv writes into a folder", 2)
     rt = runtime(ctx)
     with session_scope(rt.engine) as session:
         data = {
@@ -421,16 +475,32 @@ def export(
         if out_path is None:
             sys.stdout.write(text)
         else:
-            out_path.write_text(text, encoding="utf-8")
+            _write_all(out_path, {out_path: text})
         return
+    if out_path is None:
+        for rows in chosen.values():
+            sys.stdout.write(_csv(rows))
+        return
+    _write_all(out_path, {out_path / f"{name}.csv": _csv(rows) for name, rows in chosen.items()})
     for name, rows in chosen.items():
-        text = _csv(rows)
-        if out_path is None:
-            sys.stdout.write(text)
-        else:
-            out_path.mkdir(parents=True, exist_ok=True)
-            (out_path / f"{name}.csv").write_text(text, encoding="utf-8")
-            err.print(f"wrote {out_path / f'{name}.csv'} ({len(rows)} rows)", markup=False)
+        err.print(f"wrote {out_path / f'{name}.csv'} ({len(rows)} rows)", markup=False)
+
+
+def _write_all(out_path: Path, files: dict[Path, str]) -> None:
+    """Write every file or none (missing folders are created): each goes to a temporary file, then all move into place."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.partial")
+            written.append((temporary, path))
+            temporary.write_text(text, encoding="utf-8")
+        for temporary, path in written:
+            temporary.replace(path)
+    except OSError as exc:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
+        fail(f"--out {out_path}: {exc.strerror or exc}", 2)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

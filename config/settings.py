@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     sign_in_per_address: int = Field(default=5, ge=1, description="Sign-in mails per address and hour.")
     sign_in_per_client: int = Field(default=20, ge=1, description="Sign-in requests per client address and hour.")
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_a_folder(cls, value: Path) -> Path:
+        # Created on first use: its nearest existing part must be a folder, or every command fails later.
+        for part in (value, *value.parents):
+            if part.exists():
+                if not part.is_dir():
+                    raise ValueError(f"{part} is a file, not a folder")
+                break
+        return value
+
     @property
     def db_url(self) -> str:
         """The database URL in force: the explicit one, or the SQLite file in the data dir."""

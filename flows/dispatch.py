@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 import notifications
 from flows.context import flow_context
+from models.clock import check_run_time
 from models.db import session_scope
 
 
@@ -39,7 +40,8 @@ def send_task(now: dt.datetime, limit: int | None = None, db_url: str | None = N
 def dispatch(now: dt.datetime | None = None, limit: int | None = None, db_url: str | None = None) -> dict[str, int]:
     """Plan and send once at ``now`` (default: the time the run starts); returns counts."""
     logger = get_run_logger()
-    when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    # Refused before any task runs (and is retried): a time before the newest event, or outside the calendar.
+    when = check_run_time(flow_context(db_url).engine, now or dt.datetime.now(dt.UTC), run="dispatch")
     planned = plan_task(when, db_url)
     sent = send_task(when, limit, db_url)
     logger.info("dispatch at %s: %d planned, %s", when.isoformat(), planned, sent)

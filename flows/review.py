@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows.context import flow_context, is_sqlite
-from models.review import DEFAULT_BATCH, ReviewReport, review_ids, select_due
+from models.review import DEFAULT_BATCH, ReviewReport, check_review_time, review_ids, select_due
 
 
 @task(name="select-due", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -33,7 +33,8 @@ def review_batch_task(ids: list[int], now: dt.datetime, db_url: str | None = Non
 def review(now: dt.datetime | None = None, batch_size: int = DEFAULT_BATCH, db_url: str | None = None) -> dict[str, int]:
     """Review every open proposal at ``now`` (default: the time the run starts); returns counts by kind."""
     logger = get_run_logger()
-    when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    # Refused before any task runs (and is retried): a time before the newest event, or outside the calendar.
+    when = check_review_time(flow_context(db_url).engine, now or dt.datetime.now(dt.UTC))
     id_batches = select_due_task(when, batch_size, db_url)
     if is_sqlite(flow_context(db_url)):
         # One writer at a time on SQLite: concurrent batches would only queue on the lock.

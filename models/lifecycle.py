@@ -23,9 +23,12 @@ from sqlmodel import Session, col, select
 from transitions import Machine, MachineError
 
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
+from models.clock import check_action_time, utc
 from models.db import is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
 from models.tables import (
+    MAX_PROPOSAL_ID,
+    NUL,
     EndorsementDecision,
     Event,
     GroupMembership,
@@ -48,13 +51,6 @@ CREATE = "create"
 EDIT = EDIT_ACTION
 # Events the scheduler records without changing the state: they exist so notifications follow.
 NOTICES = frozenset({"remind", "escalate", "handover", "progress_due"})
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """Check that ``value`` is aware and return it in UTC."""
-    if value.tzinfo is None:
-        raise InvalidInputError("time must be timezone-aware (UTC)")
-    return value.astimezone(dt.UTC)
 
 
 @dataclass
@@ -465,10 +461,8 @@ class Lifecycle:
         The same checks as ``apply`` (not found, stale, state, role and scope), then the fields given in
         ``text`` replace the current ones. A text equal to the current one writes nothing.
         """
-        now = utc(now)
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None:
-            raise NotFoundError(f"proposal {proposal_id} not found")
+        proposal = find_proposal(session, proposal_id)
+        now = check_action_time(session, proposal_id, now)
         if expected_version is not None and proposal.version != expected_version:
             raise ConflictError(
                 f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
@@ -478,7 +472,7 @@ class Lifecycle:
             raise NotFoundError(f"member {actor!r} not found")
         spec = self.edit_action
         if proposal.state not in spec.source:
-            raise NotAllowedError(
+            raise NotPossibleError(
                 f"{EDIT!r} is not possible in state {proposal.state!r}: only a draft ({', '.join(spec.source)}) is edited; "
                 f"{self.describe_allowed(session, proposal, now)}"
             )
@@ -518,7 +512,6 @@ class Lifecycle:
         that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
         when the action is unknown, impossible, forbidden or stale.
         """
-        now = utc(now)
         if action == EDIT:
             raise InvalidInputError(f"{EDIT!r} takes a new text (a title, a summary or a body): it is not taken as an action")
         if action not in self.actions:
@@ -530,9 +523,8 @@ class Lifecycle:
             raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
         if SYSTEM in spec.roles:
             raise NotAllowedError(f"{actor} may not {action}: only the system (scheduled review) may")
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None:
-            raise NotFoundError(f"proposal {proposal_id} not found")
+        proposal = find_proposal(session, proposal_id)
+        now = check_action_time(session, proposal_id, now)
         if expected_version is not None and proposal.version != expected_version:
             raise ConflictError(
                 f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
@@ -548,6 +540,8 @@ class Lifecycle:
         if actor not in self._holders(ctx, spec):
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
         comment = comment.strip()
+        if NUL in comment:
+            raise InvalidInputError("comment must not contain a NUL character")
         if spec.comment_required and not comment:
             raise InvalidInputError(f"{action!r} requires a comment (--comment)")
         payload: dict[str, Any] = {}
@@ -905,6 +899,14 @@ def presiding_region(session: Session, now: dt.datetime) -> str | None:
     """The region whose presiding term covers ``now`` (its UTC date), if any."""
     term = presiding_term(session, now)
     return term.region if term else None
+
+
+def find_proposal(session: Session, proposal_id: int) -> Proposal:
+    """The proposal, or NotFoundError (also for an id no proposal row can have)."""
+    proposal = session.get(Proposal, proposal_id) if 0 < proposal_id <= MAX_PROPOSAL_ID else None
+    if proposal is None:
+        raise NotFoundError(f"proposal {proposal_id} not found")
+    return proposal
 
 
 def events_of(session: Session, proposal_id: int) -> list[Event]:

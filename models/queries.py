@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models.errors import NotFoundError
-from models.lifecycle import Lifecycle, events_of, presiding_region, utc
+from models.lifecycle import Lifecycle, events_of, find_proposal, presiding_region, utc
 from models.tables import Event, GroupMembership, Member, PresidingTerm, Proposal, ProposalText, Region, WorkingGroup
 
 
@@ -56,11 +55,8 @@ def event_row(e: Event) -> dict[str, Any]:
 
 
 def get_proposal(session: Session, proposal_id: int) -> Proposal:
-    """The proposal, or NotFoundError."""
-    p = session.get(Proposal, proposal_id)
-    if p is None:
-        raise NotFoundError(f"proposal {proposal_id} not found")
-    return p
+    """The proposal, or NotFoundError (also for an id out of the id column's range)."""
+    return find_proposal(session, proposal_id)
 
 
 def proposal_view(session: Session, lifecycle: Lifecycle, proposal_id: int, now: dt.datetime) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from config.definition import StateDef, Workflow
+from models.clock import check_run_time
 from models.db import UTCDateTime, session_scope
 from models.errors import ConflictError
 from models.lifecycle import Lifecycle, Notice, Roster, utc
@@ -434,8 +435,14 @@ def review_ids(engine: Engine, lifecycle: Lifecycle, ids: Sequence[int], now: dt
             log.warning("review batch of %d proposals met a concurrent change (%s); reading it again", len(ids), exc)
 
 
+def check_review_time(engine: Engine, now: dt.datetime) -> dt.datetime:
+    """``now`` in UTC; InvalidInputError when it lies before the newest recorded event (a back-dated hand-over, ...)."""
+    return check_run_time(engine, now, run="review")
+
+
 def select_due(engine: Engine, lifecycle: Lifecycle, now: dt.datetime, batch_size: int = DEFAULT_BATCH) -> list[list[int]]:
-    """The due proposal ids at ``now``, in batches (a read-only transaction)."""
+    """The due proposal ids at ``now``, in batches (a read-only transaction); refuses a ``now`` before the newest event."""
+    now = check_review_time(engine, now)
     with Session(engine) as session:
         return batches(due_ids(session, lifecycle, now), batch_size)
 

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from pydantic import field_validator, model_validator
-from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UTCDateTime
@@ -82,6 +82,9 @@ class PresidingTerm(SQLModel, table=True):
 TITLE_MAX, SUMMARY_MAX, BODY_MAX = 300, 2000, 200_000
 
 
+NUL = "\x00"
+
+
 class ProposalBase(SQLModel):
     """Fields an author gives."""
 
@@ -98,8 +101,8 @@ def _text(value: Any) -> Any:
         except UnicodeDecodeError as exc:
             raise ValueError(f"is not valid UTF-8 text (byte {exc.start})") from None
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("contains a NUL byte")
+        if NUL in value:
+            raise ValueError("must not contain a NUL character")
         try:  # lone surrogates (e.g. undecodable bytes in command-line arguments) cannot be stored
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -133,6 +136,14 @@ class ProposalCreate(ProposalBase):
     @classmethod
     def _check_text(cls, value: Any) -> Any:
         return _text(value)
+
+    @field_validator("group", "author")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL and SQLite would store it: refused on every backend alike (texts: _text).
+        if NUL in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 class ProposalTextEdit(SQLModel):
@@ -176,6 +187,10 @@ class Proposal(ProposalBase, table=True):
     percent: int = 0
     created_at: dt.datetime = _utc()
     updated_at: dt.datetime = _utc()
+
+
+# The largest id a proposal row can have (PostgreSQL INTEGER is 32 bits): larger ids are simply not found.
+MAX_PROPOSAL_ID = 2**63 - 1 if isinstance(Proposal.__table__.c.id.type, BigInteger) else 2**31 - 1  # type: ignore[attr-defined]
 
 
 class Event(SQLModel, table=True):

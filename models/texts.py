@@ -55,10 +55,9 @@ def text_row(t: ProposalText) -> dict[str, Any]:
 
 
 def _proposal(session: Session, proposal_id: int) -> Proposal:
-    p = session.get(Proposal, proposal_id)
-    if p is None:
-        raise NotFoundError(f"proposal {proposal_id} not found")
-    return p
+    from models.lifecycle import find_proposal
+
+    return find_proposal(session, proposal_id)
 
 
 def versions_of(session: Session, proposal_id: int) -> list[ProposalText]:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
+from models.clock import check_run_time
 from models.db import session_scope
 from models.lifecycle import Lifecycle, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, wipe_messages
@@ -111,7 +112,8 @@ def _run_async(coro: Coroutine[Any, Any, SendReport]) -> SendReport:
 
 
 def dispatch_once(engine: Engine, settings: Settings, lifecycle: Lifecycle, *, now: dt.datetime) -> DispatchReport:
-    """Plan deliveries for new events (own transaction), then send what is due."""
+    """Plan deliveries for new events (own transaction), then send what is due; refuses a ``now`` before the newest event."""
+    now = check_run_time(engine, now, run="dispatch")
     with session_scope(engine) as session:
         planned = plan_deliveries(session, lifecycle, now=now)
     return DispatchReport(planned=planned, send=send_pending(engine, settings, lifecycle, now=now))

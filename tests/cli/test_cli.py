@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import mailbox
@@ -14,6 +15,17 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Invoke
+from tests.demo_checks import check_demo
+
+# The CLI's wall clock in these tests: inside Pavlodar Region's presiding term (KZ-55, 2026-2028), whatever the real date.
+CLOCK = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
+    """Fix the CLI's wall clock at CLOCK (the interface reads it once per command; logic receives it as ``now``)."""
+    monkeypatch.setattr("cli.main.now_utc", lambda: CLOCK)
+    return CLOCK
 
 
 def state_of(cli: Invoke, pid: str) -> dict:
@@ -29,7 +41,7 @@ def test_init_is_idempotent(cli: Invoke) -> None:
     assert second.code == 0 and "0 added, 37 updated" in second.stdout
 
 
-def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: Invoke) -> None:
+def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: Invoke, clock: dt.datetime) -> None:
     cli("init")
     r = cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Joint agro park", "--summary", "Cold chain")
     assert r.code == 0, r.stderr
@@ -62,17 +74,20 @@ def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: I
     last = cli("act", pid, "endorse", "--as", "karimov")
     assert last.code == 0 and "consensus by system: reviewed → endorsed" in last.stdout
 
-    # Today (2026) Pavlodar Region presides (third term of the shipped forum): its head approves.
+    # On the fixed clock (2026) Pavlodar Region presides (third term of the shipped forum): its head approves.
     view = state_of(cli, pid)
+    assert view["presiding_region"] == "KZ-55"
     approve = next(a for a in view["allowed"] if a["action"] == "approve")
     assert approve["actors"] == ["nurlanov"]
     assert "presiding region KZ-55" in refused("act", pid, "approve", "--as", "petrov")
-    assert "version 99" not in refused("act", pid, "approve", "--as", "nurlanov", "--expected-version", "99", code=5)
-    assert cli("act", pid, "approve", "--as", "nurlanov").code == 0
+    stale = refused("act", pid, "approve", "--as", "nurlanov", "--expected-version", "99", code=5)
+    assert f"proposal {pid} changed since it was read (version {view['version']}, expected 99)" in stale
+    assert cli("act", pid, "approve", "--as", "nurlanov", "--expected-version", str(view["version"])).code == 0
     assert cli("act", pid, "report_progress", "--as", "zhao.lei", "--percent", "40", "--comment", "site chosen").code == 0
 
     view = state_of(cli, pid)
     assert view["state"] == "implementing" and view["percent"] == 40
+    assert {e["at"] for e in view["history"]} == {CLOCK.isoformat()}  # every action at the CLI's clock
     assert [e["action"] for e in view["history"]][:3] == ["create", "submit", "recommend"]
     assert view["history"][-1]["payload"] == {"percent": 40, "text_version": 1}
     assert {a["action"] for a in view["allowed"]} == {"report_progress", "complete"}
@@ -83,6 +98,24 @@ def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: I
     assert [p["id"] for p in listed] == [int(pid)]
     assert json.loads(cli("list", "--group", "trade", "--json").stdout) == []
     assert json.loads(cli("list", "--overdue", "--json").stdout) == []
+
+
+def test_list_overdue_shows_only_open_proposals_past_their_deadline(cli: Invoke, clock: dt.datetime) -> None:
+    def submitted(title: str, at: dt.datetime) -> int:
+        pid = cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", title, "--at", at.isoformat()).stdout.strip()
+        assert cli("act", pid, "submit", "--as", "zhao.lei", "--at", at.isoformat()).code == 0
+        return int(pid)
+
+    # In review for 30 days: one submitted 31 days before the clock (overdue), one 29 days before (not yet).
+    late = submitted("Late", clock - dt.timedelta(days=31))
+    in_time = submitted("In time", clock - dt.timedelta(days=29))
+    cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Draft, no deadline", "--at", "2026-01-05")
+    listed = json.loads(cli("list", "--overdue", "--json").stdout)
+    assert [(p["id"], p["overdue"]) for p in listed] == [(late, True)]
+    flags = {p["id"]: p["overdue"] for p in json.loads(cli("list", "--json").stdout)}
+    assert flags == {late: True, in_time: False, in_time + 1: False}
+    assert state_of(cli, str(late))["overdue"] and not state_of(cli, str(in_time))["overdue"]
+    assert "⚠" in cli("list", "--overdue").stdout
 
 
 def test_not_found_and_usage_errors(cli: Invoke) -> None:
@@ -135,12 +168,7 @@ def test_forum_summary_diagram_and_export(cli: Invoke, tmp_path: Path) -> None:
 def test_demo_tells_the_story_and_leaves_mail_in_three_languages(cli: Invoke, tmp_path: Path) -> None:
     r = cli("demo", "--no-prefect")
     assert r.code == 0, r.stderr
-    for state in ("implemented", "implementing", "rejected", "withdrawn"):
-        assert state in r.stdout
-    for action in ("consensus", "silence", "object", "return", "approve", "report_progress", "remind", "escalate",
-                   "handover", "progress_due"):
-        assert action in r.stdout, action
-    assert "RU-CHE → UZ-SA" in r.stdout
+    check_demo(tmp_path / "data" / "demo.db", r.stdout)
     maildir = tmp_path / "data" / "demo-maildir"
     messages = list(mailbox.Maildir(maildir, create=False))
     languages = {m["Content-Language"] for m in messages}

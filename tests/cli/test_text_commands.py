@@ -111,7 +111,7 @@ def test_edit_after_a_return_show_text_diff_and_export(ff: Invoke, tmp_path: Pat
     ("args", "data", "message"),
     [
         (["--body-file"], b"caf\xe9 au lait", "error: body: is not valid UTF-8 text (byte 3)"),
-        (["--body-file"], b"a\x00b", "error: body: contains a NUL byte"),
+        (["--body-file"], b"a\x00b", "error: body: must not contain a NUL character"),
         (["--body-file"], b"x" * 200_001, "error: body: String should have at most 200000 characters"),
         (["--title", "   "], None, "error: title: must not be empty"),
         ([], None, "error: nothing to edit: give a title, a summary or a body"),

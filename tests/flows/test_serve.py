@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,9 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
 def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FORUMFLOW_"))}
     env |= {
+        # Two different intervals: a swap between the flows' schedules shows.
         "FORUMFLOW_DATA_DIR": str(tmp_path / "data"), "FORUMFLOW_REVIEW_INTERVAL_MINUTES": "1",
-        "FORUMFLOW_DISPATCH_INTERVAL_MINUTES": "1", "FORUMFLOW_SMTP_PORT": "1", "COLUMNS": "200",
+        "FORUMFLOW_DISPATCH_INTERVAL_MINUTES": "2", "FORUMFLOW_SMTP_PORT": "1", "COLUMNS": "200",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
     }
     log = (tmp_path / "serve.log").open("w+")
@@ -63,7 +66,22 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
         assert _wait_for(completed, 150, "scheduled runs of review and dispatch") >= {"review", "dispatch"}
         deployments = {d["name"]: d for d in _post(f"{api}/deployments/filter", {})}
         assert set(deployments) == {"review", "dispatch"}
-        assert all(d["schedules"][0]["schedule"]["interval"] == 60 for d in deployments.values())
+        intervals = {name: d["schedules"][0]["schedule"]["interval"] for name, d in deployments.items()}
+        assert intervals == {"review": 60, "dispatch": 120}
+        assert "review every 1 min, dispatch every 2 min" in Path(log.name).read_text()
+
+        def gaps() -> dict[str, set[float]] | None:
+            """Seconds between the runs the scheduler planned for each deployment."""
+            runs = _post(f"{api}/flow_runs/filter", {})
+            planned: dict[str, list[datetime]] = {}
+            for name, d in deployments.items():
+                starts = sorted(datetime.fromisoformat(r["expected_start_time"]) for r in runs if r["deployment_id"] == d["id"])
+                planned[name] = starts
+            if any(len(starts) < 3 for starts in planned.values()):
+                return None
+            return {name: {(b - a).total_seconds() for a, b in itertools.pairwise(starts)} for name, starts in planned.items()}
+
+        assert _wait_for(gaps, 90, "the planned runs of both deployments") == {"review": {60.0}, "dispatch": {120.0}}
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func
+from sqlalchemy import delete, event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from models import ConflictError, Lifecycle, session_scope
 from models.lifecycle import Notice
 from models.review import ReviewMark, ReviewReport, due_ids, review_batch, review_ids, sweep
-from models.tables import EndorsementDecision, Event, Proposal
+from models.tables import EndorsementDecision, Event, PresidingTerm, Proposal
 from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
 
-DAY, MINUTE = dt.timedelta(days=1), dt.timedelta(minutes=1)
+DAY, HOUR, MINUTE = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=1)
 NOTICE_ACTIONS = ("remind", "escalate", "handover", "progress_due", "silence")
 
 
@@ -185,12 +187,18 @@ def test_implementation_progress_reviews(forum: Engine, lifecycle: Lifecycle) ->
 
 def test_proposals_acted_on_in_time_hear_nothing(forum: Engine, lifecycle: Lifecycle) -> None:
     pid = make_proposal(forum, lifecycle, state="in_review")
-    act(forum, lifecycle, pid, "recommend", CHAIR, T0 + 10 * DAY)
-    for head in ONE_HEAD_PER_STATE:
-        act(forum, lifecycle, pid, "endorse", head, T0 + 11 * DAY)
-    act(forum, lifecycle, pid, "approve", PRESIDING_HEAD, T0 + 12 * DAY)
     for day in range(0, 80):
-        review(forum, lifecycle, T0 + day * DAY)
+        # Each day's decisions in the morning, the review in the afternoon: time only moves forward.
+        morning = T0 + day * DAY
+        if day == 10:
+            act(forum, lifecycle, pid, "recommend", CHAIR, morning)
+        elif day == 11:
+            for head in ONE_HEAD_PER_STATE:
+                act(forum, lifecycle, pid, "endorse", head, morning)
+        elif day == 12:
+            act(forum, lifecycle, pid, "approve", PRESIDING_HEAD, morning)
+        review(forum, lifecycle, morning + 6 * HOUR)
+    assert load(forum, pid).state == "implementing"
     assert notices(forum, pid) == []
 
 
@@ -298,3 +306,58 @@ def test_a_round_with_an_objection_outside_the_lifecycle_is_left_open(forum: Eng
     assert load(forum, pid).state == "reviewed"
     with session_scope(forum) as s:
         assert due_ids(s, lifecycle, deadline + DAY) == []  # left to a person, not retried every hour
+
+
+@contextmanager
+def reads_before_writes(engine: Engine, parties: int = 2) -> Iterator[None]:
+    """Hold each thread's first write until every party has done its reads: the sweeps overlap for certain."""
+    barrier = threading.Barrier(parties, timeout=30)
+    local = threading.local()
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not getattr(local, "waited", False) and statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            local.waited = True
+            barrier.wait()
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def sweeps_at_once(engine: Engine, lc: Lifecycle, now: dt.datetime) -> list[ReviewReport]:
+    """Two whole sweeps at ``now`` in two threads, each with its own sessions, overlapping."""
+    with reads_before_writes(engine), ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(sweep, engine, lc, now) for _ in range(2)]
+        return [f.result(timeout=120) for f in futures]
+
+
+def mark_keys(engine: Engine) -> list[tuple[int, dt.datetime, str, int]]:
+    with session_scope(engine) as s:
+        return [(m.proposal_id, m.anchor, m.kind, m.step) for m in s.exec(select(ReviewMark))]
+
+
+def test_two_sweeps_at_once_issue_every_reminder_once(forum: Engine, lifecycle: Lifecycle) -> None:
+    ids = [make_proposal(forum, lifecycle, state="in_review") for _ in range(4)]
+    reports = sweeps_at_once(forum, lifecycle, T0 + 23 * DAY)
+    assert sum(r.reminders for r in reports) == 4 and sum(r.events for r in reports) == 4
+    assert sorted(e.proposal_id for e in notices(forum)) == ids
+    keys = mark_keys(forum)
+    assert len(keys) == len(set(keys)) == 4
+
+
+def test_two_sweeps_at_once_record_every_skipped_step_once(forum: Engine, lifecycle: Lifecycle) -> None:
+    # Endorsed proposals with no presiding term in force: their reminders reach nobody and are recorded as skipped.
+    # Such a batch writes only marks and cursors; nothing but the marks' unique key stops a second sweep repeating it.
+    ids = [make_proposal(forum, lifecycle, state="endorsed") for _ in range(3)]
+    with session_scope(forum) as s:
+        s.exec(delete(PresidingTerm))  # type: ignore[call-overload]
+    deadline = load(forum, ids[0]).deadline
+    assert deadline is not None
+    assert review(forum, lifecycle, deadline - 5 * DAY).skipped == 3  # the cursors exist from here on
+    reports = sweeps_at_once(forum, lifecycle, deadline - DAY)
+    assert sum(r.skipped for r in reports) == 3 and sum(r.events for r in reports) == 0
+    keys = mark_keys(forum)
+    assert len(keys) == len(set(keys)) == 6
+    assert notices(forum) == []
