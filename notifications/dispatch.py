@@ -1,10 +1,13 @@
 """Sending the outbox: claim due deliveries, render them, send them over SMTP, record each outcome.
 
 A run claims a batch in one short transaction (a conditional UPDATE ... RETURNING, so two dispatchers
-never take the same row), sends it, and records the outcomes in another. A claimed row is leased: if
-the process dies in between, the row is due again when the lease ends. Never-twice therefore holds
-except when a process dies after the server accepted a mail and before the outcome was written; the
-Message-ID is the same on the resend, so a receiver can tell.
+never take the same row) and leases it: if the process dies, the rows are due again when the lease ends.
+Each outcome is written as soon as the server has answered, before that connection sends its next mail
+(outcomes that arrive together share a transaction). A crash therefore repeats at most the mails in
+flight, one per connection; their Message-ID is the same on the resend, so a receiver can tell.
+
+Only the server's answers about a mail use up its attempts (4xx: retry with backoff; 5xx: dead). When
+the server cannot be reached, the mail waits for it without losing an attempt, however long the outage.
 """
 
 from __future__ import annotations
@@ -39,33 +42,39 @@ BATCH = 500
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff for transient failures, then give up (status ``failed``)."""
+    """Exponential backoff after a 4xx, then give up (status ``failed``); a steady wait while the server is down."""
 
     base: dt.timedelta = dt.timedelta(minutes=1)
-    cap: dt.timedelta = dt.timedelta(hours=6)
+    cap: dt.timedelta = dt.timedelta(hours=1)
     max_attempts: int = 10
     lease: dt.timedelta = dt.timedelta(minutes=15)
+    # After the server could not be reached: try again this much later, with no attempt used up.
+    unreachable_wait: dt.timedelta = dt.timedelta(minutes=1)
 
     def delay(self, attempts: int) -> dt.timedelta:
         """The wait after the ``attempts``-th failed try: base, 2 x base, 4 x base ... up to the cap."""
-        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        doublings = max(0, attempts - 1)
+        if doublings >= 30 or self.base * 2**doublings >= self.cap:  # 2**30 minutes would not fit a timedelta
+            return self.cap
+        return self.base * 2**doublings
 
 
 @dataclass
 class SendReport:
     """What one sending run did."""
 
-    attempted: int = 0
+    attempted: int = 0  # claimed by this run
     sent: int = 0
-    retrying: int = 0
+    retrying: int = 0  # pending again: refused for now (4xx), or not tried because the server was unreachable
     failed: int = 0
     dead: int = 0
     digests: int = 0
+    unreachable: int = 0  # of ``retrying``: waiting for the server, no attempt used up
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: SendReport) -> None:
         """Add up the counts of another run."""
-        for name in ("attempted", "sent", "retrying", "failed", "dead", "digests"):
+        for name in ("attempted", "sent", "retrying", "failed", "dead", "digests", "unreachable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
 
@@ -91,8 +100,8 @@ def send_pending(
     report = _run_async(_send(engine, config, lifecycle, now=now, limit=limit, policy=policy))
     report.digests = digests
     log.info(
-        "sent %d of %d (%d to retry, %d failed, %d dead, %d digests bundled)",
-        report.sent, report.attempted, report.retrying, report.failed, report.dead, digests,
+        "sent %d of %d (%d to retry, %d of them for an unreachable server; %d failed, %d dead, %d digests bundled)",
+        report.sent, report.attempted, report.retrying, report.unreachable, report.failed, report.dead, digests,
     )
     return report
 
@@ -165,9 +174,10 @@ async def _send(
                 jobs = _jobs(session, renderer, config, claimed, now=now) if claimed else []
             if not claimed:
                 break
-            outcomes = await pool.send(jobs)
-            with session_scope(engine) as session:
-                report.add(_record(session, claimed, outcomes, now=now, policy=policy))
+            report.attempted += len(claimed)
+            recorder = _Recorder(engine, claimed, now=now, policy=policy, report=report)
+            outcomes = await pool.send(jobs, recorder.record)
+            await recorder.rest(outcomes)  # the mails not tried: the server went away
             if pool.down:
                 report.errors.append(pool.down)
                 break  # the server is unreachable: leave the rest for the next run
@@ -175,7 +185,7 @@ async def _send(
 
 
 def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy, domain: str) -> list[Delivery]:
-    """Take up to ``size`` due deliveries: count the attempt and lease them, in one conditional UPDATE."""
+    """Take up to ``size`` due deliveries and lease them, in one conditional UPDATE (no attempt counted yet)."""
     due = (
         col(Delivery.kind).in_([DeliveryKind.EVENT, DeliveryKind.DIGEST]),
         col(Delivery.status) == DeliveryStatus.PENDING,
@@ -188,7 +198,7 @@ def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy
         session.execute(
             update(Delivery)
             .where(col(Delivery.id).in_(candidates), *due)
-            .values(attempts=col(Delivery.attempts) + 1, next_attempt_at=now + policy.lease)
+            .values(next_attempt_at=now + policy.lease)
             .returning(col(Delivery.id))
             .execution_options(synchronize_session=False)
         ).scalars()
@@ -204,6 +214,44 @@ def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy
     if fresh:
         session.execute(update(Delivery), fresh)
     return rows
+
+
+class _Recorder:
+    """Writes outcomes as they arrive, one writer at a time; outcomes that queue meanwhile share the next write."""
+
+    def __init__(
+        self, engine: Engine, claimed: Sequence[Delivery], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
+    ) -> None:
+        self.engine, self.now, self.policy, self.report = engine, now, policy, report
+        self.claimed = {d.id: d for d in claimed if d.id is not None}
+        self.recorded: set[int] = set()
+        self._queue: list[tuple[Delivery, Outcome]] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, key: int, outcome: Outcome) -> None:
+        """Write ``outcome`` (and whatever else has queued) before returning."""
+        self._queue.append((self.claimed[key], outcome))
+        async with self._lock:
+            if not self._queue:
+                return  # written by the write that just ended
+            group, self._queue = self._queue, []
+            # Off the event loop, so the other connections keep sending while this one commits.
+            await asyncio.to_thread(self._write, group)
+
+    async def rest(self, outcomes: dict[int, Outcome]) -> None:
+        """Write the outcomes not recorded yet (mails not tried), in one transaction."""
+        left = [
+            (d, outcomes.get(key, Outcome(ok=False, error="not tried"))) for key, d in self.claimed.items()
+            if key not in self.recorded
+        ]
+        if left:
+            async with self._lock:
+                await asyncio.to_thread(self._write, left)
+
+    def _write(self, group: list[tuple[Delivery, Outcome]]) -> None:
+        with session_scope(self.engine) as session:
+            _record(session, group, now=self.now, policy=self.policy, report=self.report)
+        self.recorded.update(d.id for d, _ in group if d.id is not None)
 
 
 def _jobs(
@@ -286,37 +334,44 @@ def _digest_builder(
 
 
 def _record(
-    session: Session, claimed: Sequence[Delivery], outcomes: dict[int, Outcome], *, now: dt.datetime, policy: RetryPolicy
-) -> SendReport:
-    """Write each outcome; a digest's items follow their digest."""
-    report = SendReport(attempted=len(claimed))
+    session: Session, group: Sequence[tuple[Delivery, Outcome]], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
+) -> None:
+    """Write each outcome into its delivery and add it to ``report``; a digest's items follow their digest."""
     rows: list[dict[str, Any]] = []
     settled: dict[str, list[int]] = defaultdict(list)  # status -> digest ids
-    for delivery in claimed:
+    for delivery, outcome in group:
         assert delivery.id is not None
-        outcome = outcomes.get(delivery.id, Outcome(ok=False, error="not attempted"))
+        attempts = delivery.attempts + 1 if outcome.counts else delivery.attempts
         row: dict[str, Any]
         if outcome.ok:
-            row = {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": ""}
+            row = {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": "", "attempts": attempts}
             report.sent += 1
         elif outcome.permanent:
-            row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error}
+            row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error, "attempts": attempts}
             report.dead += 1
-        elif delivery.attempts >= policy.max_attempts:
-            gave_up = f"gave up after {delivery.attempts} attempts: {outcome.error}"
-            row = {"status": DeliveryStatus.FAILED.value, "last_error": gave_up}
+        elif not outcome.counts:  # the server was not reached: wait for it, however long it takes
+            retry_at = now + policy.unreachable_wait
+            row = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error}
+            report.retrying += 1
+            report.unreachable += 1
+        elif attempts >= policy.max_attempts:
+            gave_up = _line(f"gave up after {attempts} attempts: {outcome.error}")
+            row = {"status": DeliveryStatus.FAILED.value, "last_error": gave_up, "attempts": attempts}
             report.failed += 1
         else:
-            retry_at = now + policy.delay(delivery.attempts)
-            row = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error}
+            retry_at = now + policy.delay(attempts)
+            row = {
+                "status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error,
+                "attempts": attempts,
+            }
             report.retrying += 1
         rows.append({"id": delivery.id, **row})
         if delivery.kind == DeliveryKind.DIGEST and row["status"] != DeliveryStatus.PENDING:
             settled[row["status"]].append(delivery.id)
     # Bulk UPDATE by primary key needs the same keys in every row.
-    for keys, group in _by_keys(rows).items():
-        session.execute(update(Delivery), group)
-        log.debug("recorded %d outcomes (%s)", len(group), ", ".join(keys))
+    for keys, same in _by_keys(rows).items():
+        session.execute(update(Delivery), same)
+        log.debug("recorded %d outcomes (%s)", len(same), ", ".join(keys))
     for status, ids in settled.items():
         values: dict[str, Any] = {"status": status}
         if status == DeliveryStatus.SENT:
@@ -324,7 +379,10 @@ def _record(
         session.execute(
             update(Delivery).where(col(Delivery.digest_id).in_(ids)).values(**values).execution_options(synchronize_session=False)
         )
-    return report
+
+
+def _line(text: str) -> str:
+    return text if len(text) <= 480 else text[:479] + "…"
 
 
 def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:

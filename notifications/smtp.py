@@ -1,22 +1,31 @@
 """The SMTP side: a bounded pool of reused aiosmtplib connections and the meaning of each failure.
 
 Every mail has one envelope recipient, so a refusal concerns exactly one delivery. Failures are
-classified once, here: 5xx for a recipient or its message is permanent (the delivery is dead); 4xx,
-refused or dropped connections and timeouts are transient (tried again later). When the server cannot
-be reached at all, the pool stops and reports the rest of the batch as transient without trying them.
+classified once, here, in two kinds:
+
+- the server's own answer about a mail: 5xx for a recipient or its message is permanent (the delivery
+  is dead), 4xx is transient (tried again later); both use up one of the delivery's attempts;
+- the server could not be reached or would not hold a session: connection refused, a name that does not
+  resolve, timeouts, dropped connections, a 421 "closing", a greeting, login or sender refused. None of
+  these says anything about the mail, so they use up no attempt: the mail waits for the server.
+
+When the server cannot be reached, the pool stops and reports the rest of the batch as not tried.
+Each outcome of a mail the server answered about is handed to ``on_outcome`` before the connection
+takes its next mail, so the caller can record it as it happens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosmtplib
 
 from config.settings import Settings
+from models.errors import InvalidInputError
 from notifications.mail import Sender
 
 log = logging.getLogger(__name__)
@@ -29,9 +38,13 @@ class Outcome:
     ok: bool
     permanent: bool = False
     error: str = ""
+    # The server answered about this mail (accepted or refused it): the try uses up an attempt.
+    counts: bool = False
 
 
-SENT = Outcome(ok=True)
+SENT = Outcome(ok=True, counts=True)
+# Called with each mail's key and outcome as soon as it is known; the connection waits for it.
+OnOutcome = Callable[[int, Outcome], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -44,26 +57,38 @@ class Outgoing:
 
 
 def classify(exc: BaseException) -> Outcome:
-    """Permanent or transient, with a one-line reason."""
+    """Permanent or transient, counted as an attempt or not (see the module docstring), with a one-line reason."""
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-        return Outcome(ok=False, permanent=500 <= exc.code < 600, error=_line(f"recipient refused: {exc.code} {exc.message}"))
+        return _answer(exc.code, f"recipient refused: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refusal = exc.recipients[0] if exc.recipients else None
         code = refusal.code if refusal is not None else 0
         text = refusal.message if refusal is not None else str(exc)
-        return Outcome(ok=False, permanent=500 <= code < 600, error=_line(f"recipient refused: {code} {text}"))
+        return _answer(code, f"recipient refused: {code} {text}")
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
         # Not this recipient's fault: the configuration is wrong for every mail. Keep them all.
         return Outcome(ok=False, error=_line(f"sender refused: {exc.code} {exc.message}"))
     if isinstance(exc, aiosmtplib.SMTPConnectResponseError | aiosmtplib.SMTPHeloError | aiosmtplib.SMTPAuthenticationError):
         return Outcome(ok=False, error=_line(f"session refused: {exc.code} {exc.message}"))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return Outcome(ok=False, permanent=500 <= exc.code < 600, error=_line(f"refused: {exc.code} {exc.message}"))
+        return _answer(exc.code, f"refused: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return Outcome(ok=False, error=_line(f"timeout: {exc}"))
+        return Outcome(ok=False, error=_line(f"timeout: {exc or type(exc).__name__}"))
     if isinstance(exc, aiosmtplib.SMTPException | OSError):
-        return Outcome(ok=False, error=_line(f"connection: {exc}"))
+        return Outcome(ok=False, error=_line(f"connection: {exc or type(exc).__name__}"))
     return Outcome(ok=False, error=_line(f"{type(exc).__name__}: {exc}"))
+
+
+def _answer(code: int, text: str) -> Outcome:
+    """The server's reply about one mail; 421 means the service is closing, which says nothing about the mail."""
+    if code == 421:
+        return Outcome(ok=False, error=_line(text))
+    return Outcome(ok=False, permanent=500 <= code < 600, error=_line(text), counts=True)
+
+
+def reaches_nobody(outcome: Outcome) -> bool:
+    """True when ``outcome`` says the server is unusable for every mail, not just this one."""
+    return not outcome.ok and not outcome.counts
 
 
 def _line(text: str) -> str:
@@ -82,10 +107,14 @@ class SmtpConfig:
     timeout: float
     connections: int
     sender: Sender
+    ca_file: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
-        """Read and check the SMTP settings (the From address is validated)."""
+        """Read and check the SMTP settings (the From address and the CA file are checked)."""
+        ca_file = settings.smtp_ca_file
+        if ca_file is not None and not ca_file.is_file():
+            raise InvalidInputError(f"FORUMFLOW_SMTP_CA_FILE: no such file {str(ca_file)!r}")
         return cls(
             host=settings.smtp_host,
             port=settings.smtp_port,
@@ -95,10 +124,11 @@ class SmtpConfig:
             timeout=settings.smtp_timeout,
             connections=max(1, settings.smtp_connections),
             sender=Sender.parse(settings.mail_from),
+            ca_file=str(ca_file) if ca_file is not None else None,
         )
 
     def client(self) -> aiosmtplib.SMTP:
-        """A new, unconnected client."""
+        """A new, unconnected client; with TLS it verifies the server's certificate and name (system CAs + ca_file)."""
         return aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -107,6 +137,8 @@ class SmtpConfig:
             timeout=self.timeout,
             use_tls=self.tls == "tls",
             start_tls=self.tls == "starttls",
+            validate_certs=True,
+            cert_bundle=self.ca_file,
             local_hostname=self.sender.domain,
         )
 
@@ -117,7 +149,7 @@ class SmtpPool:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._idle: list[aiosmtplib.SMTP] = []
-        self.down: str = ""  # why the server could not be reached, once it could not
+        self.down: str = ""  # why the server could not be used, once it could not
 
     async def __aenter__(self) -> SmtpPool:
         return self
@@ -131,15 +163,24 @@ class SmtpPool:
         for client in idle:
             await _quit(client)
 
-    async def send(self, batch: Sequence[Outgoing]) -> dict[int, Outcome]:
-        """Send a batch over at most ``connections`` sessions; an outcome for every key."""
+    async def send(self, batch: Sequence[Outgoing], on_outcome: OnOutcome | None = None) -> dict[int, Outcome]:
+        """Send a batch over at most ``connections`` sessions; an outcome for every key.
+
+        ``on_outcome`` gets the outcome of every mail that was tried (not of those skipped because the server
+        is down) before that connection takes its next mail.
+        """
         results: dict[int, Outcome] = {}
         queue = list(reversed(batch))
         workers = min(self.config.connections, len(batch))
-        await asyncio.gather(*(self._worker(queue, results) for _ in range(workers)))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing worker (the database) stops the others
+                for _ in range(workers):
+                    group.create_task(self._worker(queue, results, on_outcome))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the callers know the error itself, not the group
         return results
 
-    async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome]) -> None:
+    async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome], on_outcome: OnOutcome | None) -> None:
         client: aiosmtplib.SMTP | None = self._idle.pop() if self._idle else None
         try:
             while queue:
@@ -151,14 +192,17 @@ class SmtpPool:
                     data = job.build()
                 except Exception as exc:  # a rendering bug must not stop the batch; the mail waits for a fix
                     log.exception("cannot build mail %s", job.key)
-                    results[job.key] = Outcome(ok=False, error=_line(f"cannot build the mail: {exc}"))
-                    continue
-                if client is None:
-                    client = await self._connect()
+                    outcome = Outcome(ok=False, error=_line(f"cannot build the mail: {exc}"), counts=True)
+                else:
                     if client is None:
-                        results[job.key] = Outcome(ok=False, error=self.down)
-                        continue
-                results[job.key], client = await self._send_one(client, job, data)
+                        client = await self._connect()
+                        if client is None:
+                            results[job.key] = Outcome(ok=False, error=self.down)
+                            continue
+                    outcome, client = await self._send_one(client, job, data)
+                results[job.key] = outcome
+                if on_outcome is not None:
+                    await on_outcome(job.key, outcome)
         finally:
             if client is not None:
                 self._idle.append(client)
@@ -171,6 +215,7 @@ class SmtpPool:
             outcome = classify(exc)
             self.down = outcome.error or "cannot connect"
             log.warning("SMTP server %s:%s unreachable: %s", self.config.host, self.config.port, self.down)
+            client.close()
             return None
         return client
 
@@ -184,11 +229,11 @@ class SmtpPool:
             return SENT, client
         except Exception as exc:
             outcome = classify(exc)
-            kind = "permanent" if outcome.permanent else "transient"
+            kind = "permanent" if outcome.permanent else "transient" if outcome.counts else "not counted"
             log.info("mail %s to %s not sent (%s): %s", job.key, job.to, kind, outcome.error)
             if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-                self.down = outcome.error
-            if isinstance(exc, aiosmtplib.SMTPResponseException) and client.is_connected:
+                self.down = outcome.error  # every other mail would be refused the same way
+            if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421 and client.is_connected:
                 try:
                     await client.rset()  # end the envelope; the session goes on with the next mail
                     return outcome, client
