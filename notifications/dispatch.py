@@ -48,7 +48,9 @@ class RetryPolicy:
     cap: dt.timedelta = dt.timedelta(hours=1)
     max_attempts: int = 10
     lease: dt.timedelta = dt.timedelta(minutes=15)
-    # After the server could not be reached: try again this much later, with no attempt used up.
+    # After a mail's transaction broke off without an answer (dropped connection, timeout, 421): try it again
+    # this much later, with no attempt used up. Mails not tried at all because the server was unreachable are
+    # due again at once: the next run tries them (each run stops at the first connection that fails).
     unreachable_wait: dt.timedelta = dt.timedelta(minutes=1)
 
     def delay(self, attempts: int) -> dt.timedelta:
@@ -241,7 +243,7 @@ class _Recorder:
     async def rest(self, outcomes: dict[int, Outcome]) -> None:
         """Write the outcomes not recorded yet (mails not tried), in one transaction."""
         left = [
-            (d, outcomes.get(key, Outcome(ok=False, error="not tried"))) for key, d in self.claimed.items()
+            (d, outcomes.get(key, Outcome(ok=False, error="not tried", tried=False))) for key, d in self.claimed.items()
             if key not in self.recorded
         ]
         if left:
@@ -350,7 +352,7 @@ def _record(
             row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error, "attempts": attempts}
             report.dead += 1
         elif not outcome.counts:  # the server was not reached: wait for it, however long it takes
-            retry_at = now + policy.unreachable_wait
+            retry_at = now + policy.unreachable_wait if outcome.tried else now
             row = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error}
             report.retrying += 1
             report.unreachable += 1

@@ -40,6 +40,8 @@ class Outcome:
     error: str = ""
     # The server answered about this mail (accepted or refused it): the try uses up an attempt.
     counts: bool = False
+    # False when the mail never left: the server could not be reached before its turn.
+    tried: bool = True
 
 
 SENT = Outcome(ok=True, counts=True)
@@ -150,6 +152,8 @@ class SmtpPool:
         self.config = config
         self._idle: list[aiosmtplib.SMTP] = []
         self.down: str = ""  # why the server could not be used, once it could not
+        self._reached = False  # a connection has worked in this run
+        self._probe = asyncio.Lock()
 
     async def __aenter__(self) -> SmtpPool:
         return self
@@ -186,7 +190,7 @@ class SmtpPool:
             while queue:
                 job = queue.pop()
                 if self.down:
-                    results[job.key] = Outcome(ok=False, error=self.down)
+                    results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                     continue
                 try:
                     data = job.build()
@@ -197,7 +201,7 @@ class SmtpPool:
                     if client is None:
                         client = await self._connect()
                         if client is None:
-                            results[job.key] = Outcome(ok=False, error=self.down)
+                            results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                             continue
                     outcome, client = await self._send_one(client, job, data)
                 results[job.key] = outcome
@@ -208,6 +212,17 @@ class SmtpPool:
                 self._idle.append(client)
 
     async def _connect(self) -> aiosmtplib.SMTP | None:
+        """A new session, or None once the server is known to be unreachable."""
+        if self._reached:
+            return await self._open()
+        async with self._probe:  # until one connection has worked, try them one at a time: one failure says enough
+            if self.down:
+                return None
+            client = await self._open()
+            self._reached = client is not None
+            return client
+
+    async def _open(self) -> aiosmtplib.SMTP | None:
         client = self.config.client()
         try:
             await client.connect()

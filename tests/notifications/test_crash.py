@@ -31,11 +31,11 @@ from config import DEFAULT_FORUM_FILE, load_definition
 from config.settings import Settings
 from models import Lifecycle, make_engine
 from notifications import send_pending
-url, schema, port, data_dir, now = sys.argv[1:]
+url, schema, port, data_dir, now, CONNECTIONS = *sys.argv[1:6], int(sys.argv[6])
 engine = make_engine(url, schema=schema or None)
-settings = Settings(data_dir=data_dir, smtp_host="127.0.0.1", smtp_port=int(port), smtp_connections=%d, smtp_timeout=10)
+settings = Settings(data_dir=data_dir, smtp_host="127.0.0.1", smtp_port=int(port), smtp_connections=CONNECTIONS, smtp_timeout=10)
 send_pending(engine, settings, Lifecycle(load_definition(DEFAULT_FORUM_FILE)), now=dt.datetime.fromisoformat(now))
-""" % CONNECTIONS
+"""
 
 
 class KillingHandler(ControlledHandler):
@@ -77,7 +77,7 @@ def test_kill_9_while_sending_repeats_at_most_the_mails_in_flight(
     url, schema = _url_and_schema(forum)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", DISPATCHER, url, schema, str(server.port), str(tmp_path), T0.isoformat()],
+            [sys.executable, "-c", DISPATCHER, url, schema, str(server.port), str(tmp_path), T0.isoformat(), str(CONNECTIONS)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         handler.victim = proc
