@@ -202,8 +202,8 @@ def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None
         counts = dispatch_flow(now=when)
     if as_json:
         print_json(counts)
-        return
-    _print_counts(counts)
+    else:
+        _print_counts(counts)
     if counts["attempted"] and not counts["sent"] and counts["retrying"]:
         fail(f"mail server {settings.smtp_host}:{settings.smtp_port} unreachable: all deliveries left for retry", 1)
 
