@@ -21,8 +21,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, bindparam, func, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.dml import Update
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
@@ -38,6 +39,7 @@ from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool
 log = logging.getLogger(__name__)
 
 BATCH = 500
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,11 @@ async def _send(
                 break
             report.attempted += len(claimed)
             recorder = _Recorder(engine, claimed, now=now, policy=policy, report=report)
-            outcomes = await pool.send(jobs, recorder.record)
-            await recorder.rest(outcomes)  # the mails not tried: the server went away
+            try:
+                outcomes = await pool.send(jobs, recorder)
+                recorder.rest(outcomes)  # the mails not tried: the server went away
+            finally:
+                recorder.close()
             if pool.down:
                 report.errors.append(pool.down)
                 break  # the server is unreachable: leave the rest for the next run
@@ -219,7 +224,13 @@ def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy
 
 
 class _Recorder:
-    """Writes outcomes as they arrive, one writer at a time; outcomes that queue meanwhile share the next write."""
+    """The ``OutcomeLog`` of one batch: outcomes queue up and are written together, on the event loop.
+
+    A connection flushes before its next DATA, so each outcome is written before that connection's next
+    mail can be accepted; whatever other connections queued meanwhile shares the transaction. The write is
+    short (an UPDATE per group of rows): a worker thread would cost more in handing the interpreter back
+    and forth than it saves.
+    """
 
     def __init__(
         self, engine: Engine, claimed: Sequence[Delivery], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
@@ -227,32 +238,50 @@ class _Recorder:
         self.engine, self.now, self.policy, self.report = engine, now, policy, report
         self.claimed = {d.id: d for d in claimed if d.id is not None}
         self.recorded: set[int] = set()
-        self._queue: list[tuple[Delivery, Outcome]] = []
-        self._lock = asyncio.Lock()
+        self._queue: list[tuple[Delivery, Outcome, asyncio.Future[None]]] = []
+        self._conn: Connection | None = None  # one connection for the run's many small writes
 
-    async def record(self, key: int, outcome: Outcome) -> None:
-        """Write ``outcome`` (and whatever else has queued) before returning."""
-        self._queue.append((self.claimed[key], outcome))
-        async with self._lock:
-            if not self._queue:
-                return  # written by the write that just ended
-            group, self._queue = self._queue, []
-            # Off the event loop, so the other connections keep sending while this one commits.
-            await asyncio.to_thread(self._write, group)
+    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue ``outcome``; the future is done once it is written."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((self.claimed[key], outcome, done))
+        return done
 
-    async def rest(self, outcomes: dict[int, Outcome]) -> None:
-        """Write the outcomes not recorded yet (mails not tried), in one transaction."""
+    def flush(self) -> None:
+        """Write every queued outcome in one transaction."""
+        group, self._queue = self._queue, []
+        if not group:
+            return
+        try:
+            self._write([(d, o) for d, o, _ in group])
+        except BaseException as exc:  # the database failed: every connection waiting on this write hears of it
+            for *_, done in group:
+                done.set_exception(exc)
+            raise
+        for *_, done in group:
+            done.set_result(None)
+
+    def rest(self, outcomes: dict[int, Outcome]) -> None:
+        """Write what is still queued, then the outcomes of the mails not tried (the server went away)."""
+        self.flush()
         left = [
             (d, outcomes.get(key, Outcome(ok=False, error="not tried", tried=False))) for key, d in self.claimed.items()
             if key not in self.recorded
         ]
         if left:
-            async with self._lock:
-                await asyncio.to_thread(self._write, left)
+            self._write(left)
+
+    def close(self) -> None:
+        """Give the connection back."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _write(self, group: list[tuple[Delivery, Outcome]]) -> None:
-        with session_scope(self.engine) as session:
-            _record(session, group, now=self.now, policy=self.policy, report=self.report)
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        with self._conn.begin():
+            _record(self._conn, group, now=self.now, policy=self.policy, report=self.report)
         self.recorded.update(d.id for d, _ in group if d.id is not None)
 
 
@@ -336,7 +365,7 @@ def _digest_builder(
 
 
 def _record(
-    session: Session, group: Sequence[tuple[Delivery, Outcome]], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
+    conn: Connection, group: Sequence[tuple[Delivery, Outcome]], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
 ) -> None:
     """Write each outcome into its delivery and add it to ``report``; a digest's items follow their digest."""
     rows: list[dict[str, Any]] = []
@@ -367,20 +396,28 @@ def _record(
                 "attempts": attempts,
             }
             report.retrying += 1
-        rows.append({"id": delivery.id, **row})
+        rows.append({"b_id": delivery.id, **row})
         if delivery.kind == DeliveryKind.DIGEST and row["status"] != DeliveryStatus.PENDING:
             settled[row["status"]].append(delivery.id)
-    # Bulk UPDATE by primary key needs the same keys in every row.
+    # One executemany per set of columns: Core statements, cached once compiled (this runs once per answer).
     for keys, same in _by_keys(rows).items():
-        session.execute(update(Delivery), same)
+        conn.execute(_update_by_id(keys), same)
         log.debug("recorded %d outcomes (%s)", len(same), ", ".join(keys))
     for status, ids in settled.items():
         values: dict[str, Any] = {"status": status}
         if status == DeliveryStatus.SENT:
             values["sent_at"] = now
-        session.execute(
-            update(Delivery).where(col(Delivery.digest_id).in_(ids)).values(**values).execution_options(synchronize_session=False)
-        )
+        conn.execute(update(DELIVERY).where(DELIVERY.c.digest_id.in_(ids)).values(**values))
+
+
+def _update_by_id(keys: tuple[str, ...]) -> Update:
+    """UPDATE delivery SET <keys> WHERE id = :b_id, for executemany."""
+    columns = [k for k in keys if k != "b_id"]
+    return (
+        update(DELIVERY)
+        .where(DELIVERY.c.id == bindparam("b_id"))
+        .values({k: bindparam(k, type_=DELIVERY.c[k].type) for k in columns})
+    )
 
 
 def _line(text: str) -> str:

@@ -10,17 +10,18 @@ classified once, here, in two kinds:
   these says anything about the mail, so they use up no attempt: the mail waits for the server.
 
 When the server cannot be reached, the pool stops and reports the rest of the batch as not tried.
-Each outcome of a mail the server answered about is handed to ``on_outcome`` before the connection
-takes its next mail, so the caller can record it as it happens.
+Each outcome of a mail that was tried goes to an ``OutcomeLog``; a connection may render its next mail
+and send the envelope meanwhile, but sends its DATA only once the outcomes before it are written. So at
+most one accepted mail per connection is ever unrecorded, and outcomes of several connections share a write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -45,8 +46,16 @@ class Outcome:
 
 
 SENT = Outcome(ok=True, counts=True)
-# Called with each mail's key and outcome as soon as it is known; the connection waits for it.
-OnOutcome = Callable[[int, Outcome], Awaitable[None]]
+class OutcomeLog(Protocol):
+    """Where the pool hands each outcome: ``add`` queues it, ``flush`` writes everything queued."""
+
+    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue an outcome; the future is done once it is written."""
+        ...
+
+    def flush(self) -> None:
+        """Write every queued outcome now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -167,11 +176,11 @@ class SmtpPool:
         for client in idle:
             await _quit(client)
 
-    async def send(self, batch: Sequence[Outgoing], on_outcome: OnOutcome | None = None) -> dict[int, Outcome]:
+    async def send(self, batch: Sequence[Outgoing], outcomes: OutcomeLog | None = None) -> dict[int, Outcome]:
         """Send a batch over at most ``connections`` sessions; an outcome for every key.
 
-        ``on_outcome`` gets the outcome of every mail that was tried (not of those skipped because the server
-        is down) before that connection takes its next mail.
+        ``outcomes`` gets the outcome of every mail that was tried (not of those skipped because the server is
+        down), written before that connection's next DATA and at the latest when the batch ends.
         """
         results: dict[int, Outcome] = {}
         queue = list(reversed(batch))
@@ -179,13 +188,16 @@ class SmtpPool:
         try:
             async with asyncio.TaskGroup() as group:  # one failing worker (the database) stops the others
                 for _ in range(workers):
-                    group.create_task(self._worker(queue, results, on_outcome))
+                    group.create_task(self._worker(queue, results, outcomes))
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the callers know the error itself, not the group
         return results
 
-    async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome], on_outcome: OnOutcome | None) -> None:
+    async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome], outcomes: OutcomeLog | None) -> None:
         client: aiosmtplib.SMTP | None = self._idle.pop() if self._idle else None
+        # Outcomes of this connection still being recorded. The next mail may be rendered and its envelope sent
+        # meanwhile, but its DATA waits for them: at most one accepted mail per connection is ever unrecorded.
+        recording: list[asyncio.Future[None]] = []
         try:
             while queue:
                 job = queue.pop()
@@ -203,10 +215,13 @@ class SmtpPool:
                         if client is None:
                             results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                             continue
-                    outcome, client = await self._send_one(client, job, data)
+                    outcome, client = await self._send_one(client, job, data, outcomes, recording)
+                    recording = [r for r in recording if not r.done()]
                 results[job.key] = outcome
-                if on_outcome is not None:
-                    await on_outcome(job.key, outcome)
+                if outcomes is not None:
+                    recording.append(outcomes.add(job.key, outcome))
+            if outcomes is not None:
+                _written(outcomes, recording)
         finally:
             if client is not None:
                 self._idle.append(client)
@@ -234,28 +249,50 @@ class SmtpPool:
             return None
         return client
 
-    async def _send_one(self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes) -> tuple[Outcome, aiosmtplib.SMTP | None]:
-        """One mail transaction on ``client``; returns the outcome and the client if it is still usable."""
+    async def _send_one(
+        self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes, outcomes: OutcomeLog | None,
+        recording: Sequence[asyncio.Future[None]],
+    ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
+        """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client."""
         try:
             # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses twice more per mail.
             await client.mail(self.config.sender.addr_spec)
             await client.rcpt(job.to)
-            await client.data(data)
-            return SENT, client
         except Exception as exc:
-            outcome = classify(exc)
-            kind = "permanent" if outcome.permanent else "transient" if outcome.counts else "not counted"
-            log.info("mail %s to %s not sent (%s): %s", job.key, job.to, kind, outcome.error)
-            if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-                self.down = outcome.error  # every other mail would be refused the same way
-            if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421 and client.is_connected:
-                try:
-                    await client.rset()  # end the envelope; the session goes on with the next mail
-                    return outcome, client
-                except (aiosmtplib.SMTPException, OSError):
-                    pass
-            await _quit(client)
-            return outcome, None
+            return await self._failed(client, job, exc)
+        if outcomes is not None:
+            _written(outcomes, recording)  # outside the try: a database error is not the mail's
+        try:
+            await client.data(data)
+        except Exception as exc:
+            return await self._failed(client, job, exc)
+        return SENT, client
+
+    async def _failed(
+        self, client: aiosmtplib.SMTP, job: Outgoing, exc: Exception
+    ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
+        """The outcome of a failed transaction, and the client if the session can go on."""
+        outcome = classify(exc)
+        kind = "permanent" if outcome.permanent else "transient" if outcome.counts else "not counted"
+        log.info("mail %s to %s not sent (%s): %s", job.key, job.to, kind, outcome.error)
+        if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+            self.down = outcome.error  # every other mail would be refused the same way
+        if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421 and client.is_connected:
+            try:
+                await client.rset()  # end the envelope; the session goes on with the next mail
+                return outcome, client
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+        await _quit(client)
+        return outcome, None
+
+
+def _written(outcomes: OutcomeLog, recording: Sequence[asyncio.Future[None]]) -> None:
+    """Make sure the ``recording`` outcomes are written (flushing the log if need be); a write error propagates."""
+    if not all(r.done() for r in recording):
+        outcomes.flush()
+    for r in recording:
+        r.result()
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
