@@ -2,9 +2,10 @@
 
 A run claims a batch in one short transaction (a conditional UPDATE ... RETURNING, so two dispatchers
 never take the same row) and leases it: if the process dies, the rows are due again when the lease ends.
-Each outcome is written as soon as the server has answered, before that connection sends its next mail
-(outcomes that arrive together share a transaction). A crash therefore repeats at most the mails in
-flight, one per connection; their Message-ID is the same on the resend, so a receiver can tell.
+Each outcome is written once the server has answered, at the latest before that connection sends its
+next DATA (outcomes queued meanwhile by other connections share the transaction). A crash therefore
+repeats at most the mails in flight, one per connection; their Message-ID is the same on the resend, so
+a receiver can tell.
 
 Only the server's answers about a mail use up its attempts (4xx: retry with backoff; 5xx: dead). When
 the server cannot be reached, the mail waits for it without losing an attempt, however long the outage.
