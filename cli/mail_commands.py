@@ -1,4 +1,4 @@
-"""Mail commands: ``mail-sink``, ``outbox`` and ``dispatch``.
+"""Mail commands: ``mail-sink``, ``outbox`` (and ``outbox retry``) and ``dispatch``.
 
 ``cli.main`` imports this module while it is being imported itself, so everything from it is imported
 inside the command functions.
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 STATUSES = [s.value for s in DeliveryStatus]
+RETRY_STATUSES = [DeliveryStatus.FAILED.value, DeliveryStatus.DEAD.value]
+
+outbox_app = typer.Typer(
+    help="List deliveries and their status; `outbox retry` queues failed or dead ones again.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
 
 
 @contextlib.contextmanager
@@ -50,13 +57,16 @@ def mail_sink(
         run_sink(maildir, host, port)
 
 
+@outbox_app.callback()
 def outbox(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option("--status", help=f"Only this status ({', '.join(STATUSES)}).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows, newest first.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List deliveries (one mail per event and recipient, and daily digests) and their status."""
+    """List deliveries (one mail per event and recipient, and daily digests), their status and last error."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.table import Table
     from sqlmodel import col, select
 
@@ -77,14 +87,16 @@ def outbox(
         print_json(rows)
         return
     table = Table(title=f"Outbox ({len(rows)} shown)")
-    for column in ("id", "proposal", "event", "recipient", "kind", "status", "attempts", "next attempt", "sent", "last error"):
+    for column in ("id", "proposal", "event", "recipient", "kind", "status", "tries", "due / sent (UTC)"):
         table.add_column(column, overflow="fold")
+    table.add_column("last error", overflow="fold", min_width=24)  # the column that needs the room
     for r in rows:
+        when = r["next_attempt_at"] if r["status"] == "pending" else r["sent_at"] or ""
         table.add_row(
-            str(r["id"]), str(r["proposal"] or ""), r["action"] or "", f"{r['recipient']} <{r['email']}>", r["kind"], r["status"],
-            str(r["attempts"]), r["next_attempt_at"] if r["status"] == "pending" else "", r["sent_at"] or "", r["last_error"],
+            str(r["id"]), str(r["proposal"] or ""), r["action"] or "", r["recipient"], r["kind"], r["status"],
+            str(r["attempts"]), when[:16].replace("T", " "), r["last_error"],
         )
-    out.print(table)
+    out.print(table, markup=False, highlight=False)
 
 
 def _row(d: Any, e: Any) -> dict[str, Any]:
@@ -104,6 +116,33 @@ def _row(d: Any, e: Any) -> dict[str, Any]:
         "digest_id": d.digest_id,
         "last_error": d.last_error,
     }
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Queue every delivery with this status (failed or dead; default failed)."),
+    ] = None,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Only this delivery (repeat for more); it must be failed or dead.")
+    ] = None,
+) -> None:
+    """Put failed or dead deliveries back in the queue: pending, attempts reset, due now."""
+    from cli.main import fail, now_utc, out, runtime
+    from models.db import session_scope
+    from notifications import retry_deliveries
+
+    if status is not None and status not in RETRY_STATUSES:
+        fail(f"cannot retry {status!r} deliveries; --status is one of: {', '.join(RETRY_STATUSES)}", 2)
+    rt = runtime(ctx)
+    with _reported(), session_scope(rt.engine) as session:
+        queued = retry_deliveries(session, now=now_utc(), status=status, ids=ids or ())
+    if queued:
+        out.print(f"queued {queued} {'delivery' if queued == 1 else 'deliveries'} again", markup=False, highlight=False)
+    else:
+        out.print(f"nothing to retry: no {status or 'failed'} deliveries", markup=False, highlight=False)
 
 
 def dispatch(
@@ -130,12 +169,12 @@ def dispatch(
         return
     with _reported():
         report = dispatch_once(rt.engine, rt.settings, rt.lifecycle, now=when)
-    if as_json:
-        print_json({"planned": report.planned, **asdict(report.send)})
-        return
     s = report.send
-    _print_counts({"planned": report.planned, **asdict(s)})
-    if s.errors:
+    if as_json:
+        print_json({"planned": report.planned, **asdict(s)})
+    else:
+        _print_counts({"planned": report.planned, **asdict(s)})
+    if s.errors:  # after the counts, in both forms: the mail waits, and the exit code says why
         from cli.main import fail
 
         fail(f"mail server {rt.settings.smtp_host}:{rt.settings.smtp_port} unreachable: {s.errors[0]}", 1)
@@ -145,8 +184,9 @@ def _print_counts(counts: dict[str, Any]) -> None:
     """One line with what a dispatch planned and sent."""
     from cli.main import out
 
+    waiting = f" ({counts['unreachable']} waiting for the server)" if counts.get("unreachable") else ""
     out.print(
-        f"planned {counts['planned']}; sent {counts['sent']} of {counts['attempted']}; to retry {counts['retrying']}; "
+        f"planned {counts['planned']}; sent {counts['sent']} of {counts['attempted']}; to retry {counts['retrying']}{waiting}; "
         f"failed {counts['failed']}; dead {counts['dead']}; digests {counts['digests']}",
         markup=False, highlight=False,
     )
@@ -165,8 +205,8 @@ def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None
         counts = dispatch_flow(now=when)
     if as_json:
         print_json(counts)
-        return
-    _print_counts(counts)
+    else:
+        _print_counts(counts)
     if counts["attempted"] and not counts["sent"] and counts["retrying"]:
         fail(f"mail server {settings.smtp_host}:{settings.smtp_port} unreachable: all deliveries left for retry", 1)
 
@@ -174,5 +214,5 @@ def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None
 def register(app: typer.Typer) -> None:
     """Add the mail commands to ``app``."""
     app.command("mail-sink")(mail_sink)
-    app.command("outbox")(outbox)
+    app.add_typer(outbox_app, name="outbox")
     app.command("dispatch")(dispatch)

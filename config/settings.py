@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = Field(
+        default=None, description="PEM file of CA certificates trusted for the SMTP server's TLS, besides the system's."
+    )
     smtp_timeout: float = 10.0
     smtp_connections: int = 4
     mail_from: str = "forumflow@example.org"

@@ -1,7 +1,8 @@
 """Notifications: a projection of the event log into mail, through an outbox of deliveries.
 
 ``plan_deliveries`` turns new events into ``Delivery`` rows (who, in which mode); ``send_pending``
-renders and sends the due ones over SMTP; ``dispatch_once`` does both. ``notifications.sink`` is the
+renders and sends the due ones over SMTP; ``dispatch_once`` does both; ``retry_deliveries`` queues failed
+or dead ones again. ``notifications.sink`` is the
 local mail server that stores everything in a Maildir.
 """
 
@@ -9,6 +10,7 @@ from notifications.dispatch import DispatchReport, RetryPolicy, SendReport, bund
 from notifications.planning import plan_deliveries
 from notifications.recipients import CRITICAL, DEFAULT_RULES, RecipientRules
 from notifications.render import Renderer, environment
+from notifications.retry import retry_deliveries
 
 __all__ = [
     "CRITICAL",
@@ -22,5 +24,6 @@ __all__ = [
     "dispatch_once",
     "environment",
     "plan_deliveries",
+    "retry_deliveries",
     "send_pending",
 ]

@@ -1,10 +1,14 @@
 """Sending the outbox: claim due deliveries, render them, send them over SMTP, record each outcome.
 
 A run claims a batch in one short transaction (a conditional UPDATE ... RETURNING, so two dispatchers
-never take the same row), sends it, and records the outcomes in another. A claimed row is leased: if
-the process dies in between, the row is due again when the lease ends. Never-twice therefore holds
-except when a process dies after the server accepted a mail and before the outcome was written; the
-Message-ID is the same on the resend, so a receiver can tell.
+never take the same row) and leases it: if the process dies, the rows are due again when the lease ends.
+Each outcome is written once the server has answered, at the latest before that connection sends its
+next DATA (outcomes queued meanwhile by other connections share the transaction). A crash therefore
+repeats at most the mails in flight, one per connection; their Message-ID is the same on the resend, so
+a receiver can tell.
+
+Only the server's answers about a mail use up its attempts (4xx: retry with backoff; 5xx: dead). When
+the server cannot be reached, the mail waits for it without losing an attempt, however long the outage.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, bindparam, func, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.dml import Update
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
@@ -36,37 +41,46 @@ from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool
 log = logging.getLogger(__name__)
 
 BATCH = 500
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff for transient failures, then give up (status ``failed``)."""
+    """Exponential backoff after a 4xx, then give up (status ``failed``); a steady wait while the server is down."""
 
     base: dt.timedelta = dt.timedelta(minutes=1)
-    cap: dt.timedelta = dt.timedelta(hours=6)
+    cap: dt.timedelta = dt.timedelta(hours=1)
     max_attempts: int = 10
     lease: dt.timedelta = dt.timedelta(minutes=15)
+    # After a mail's transaction broke off without an answer (dropped connection, timeout, 421): try it again
+    # this much later, with no attempt used up. Mails not tried at all because the server was unreachable are
+    # due again at once: the next run tries them (each run stops at the first connection that fails).
+    unreachable_wait: dt.timedelta = dt.timedelta(minutes=1)
 
     def delay(self, attempts: int) -> dt.timedelta:
         """The wait after the ``attempts``-th failed try: base, 2 x base, 4 x base ... up to the cap."""
-        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        doublings = max(0, attempts - 1)
+        if doublings >= 30 or self.base * 2**doublings >= self.cap:  # 2**30 minutes would not fit a timedelta
+            return self.cap
+        return self.base * 2**doublings
 
 
 @dataclass
 class SendReport:
     """What one sending run did."""
 
-    attempted: int = 0
+    attempted: int = 0  # claimed by this run
     sent: int = 0
-    retrying: int = 0
+    retrying: int = 0  # pending again: refused for now (4xx), or not tried because the server was unreachable
     failed: int = 0
     dead: int = 0
     digests: int = 0
+    unreachable: int = 0  # of ``retrying``: waiting for the server, no attempt used up
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: SendReport) -> None:
         """Add up the counts of another run."""
-        for name in ("attempted", "sent", "retrying", "failed", "dead", "digests"):
+        for name in ("attempted", "sent", "retrying", "failed", "dead", "digests", "unreachable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
 
@@ -95,8 +109,8 @@ def send_pending(
     with session_scope(engine) as session:
         wipe_messages(session, now=now)  # sign-in links just sent leave the outbox
     log.info(
-        "sent %d of %d (%d to retry, %d failed, %d dead, %d digests bundled)",
-        report.sent, report.attempted, report.retrying, report.failed, report.dead, digests,
+        "sent %d of %d (%d to retry, %d of them for an unreachable server; %d failed, %d dead, %d digests bundled)",
+        report.sent, report.attempted, report.retrying, report.unreachable, report.failed, report.dead, digests,
     )
     return report
 
@@ -170,9 +184,13 @@ async def _send(
                 jobs = _jobs(session, renderer, config, claimed, now=now) if claimed else []
             if not claimed:
                 break
-            outcomes = await pool.send(jobs)
-            with session_scope(engine) as session:
-                report.add(_record(session, claimed, outcomes, now=now, policy=policy))
+            report.attempted += len(claimed)
+            recorder = _Recorder(engine, claimed, now=now, policy=policy, report=report)
+            try:
+                outcomes = await pool.send(jobs, recorder)
+                recorder.rest(outcomes)  # the mails not tried: the server went away
+            finally:
+                recorder.close()
             if pool.down:
                 report.errors.append(pool.down)
                 break  # the server is unreachable: leave the rest for the next run
@@ -180,7 +198,7 @@ async def _send(
 
 
 def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy, domain: str) -> list[Delivery]:
-    """Take up to ``size`` due deliveries: count the attempt and lease them, in one conditional UPDATE."""
+    """Take up to ``size`` due deliveries and lease them, in one conditional UPDATE (no attempt counted yet)."""
     due = (
         col(Delivery.kind).in_([DeliveryKind.EVENT, DeliveryKind.DIGEST, DeliveryKind.MESSAGE]),
         col(Delivery.status) == DeliveryStatus.PENDING,
@@ -193,7 +211,7 @@ def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy
         session.execute(
             update(Delivery)
             .where(col(Delivery.id).in_(candidates), *due)
-            .values(attempts=col(Delivery.attempts) + 1, next_attempt_at=now + policy.lease)
+            .values(next_attempt_at=now + policy.lease)
             .returning(col(Delivery.id))
             .execution_options(synchronize_session=False)
         ).scalars()
@@ -209,6 +227,68 @@ def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy
     if fresh:
         session.execute(update(Delivery), fresh)
     return rows
+
+
+class _Recorder:
+    """The ``OutcomeLog`` of one batch: outcomes queue up and are written together, on the event loop.
+
+    A connection flushes before its next DATA, so each outcome is written before that connection's next
+    mail can be accepted; whatever other connections queued meanwhile shares the transaction. The write is
+    short (an UPDATE per group of rows): a worker thread would cost more in handing the interpreter back
+    and forth than it saves.
+    """
+
+    def __init__(
+        self, engine: Engine, claimed: Sequence[Delivery], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
+    ) -> None:
+        self.engine, self.now, self.policy, self.report = engine, now, policy, report
+        self.claimed = {d.id: d for d in claimed if d.id is not None}
+        self.recorded: set[int] = set()
+        self._queue: list[tuple[Delivery, Outcome, asyncio.Future[None]]] = []
+        self._conn: Connection | None = None  # one connection for the run's many small writes
+
+    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue ``outcome``; the future is done once it is written."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((self.claimed[key], outcome, done))
+        return done
+
+    def flush(self) -> None:
+        """Write every queued outcome in one transaction."""
+        group, self._queue = self._queue, []
+        if not group:
+            return
+        try:
+            self._write([(d, o) for d, o, _ in group])
+        except BaseException as exc:  # the database failed: every connection waiting on this write hears of it
+            for *_, done in group:
+                done.set_exception(exc)
+            raise
+        for *_, done in group:
+            done.set_result(None)
+
+    def rest(self, outcomes: dict[int, Outcome]) -> None:
+        """Write what is still queued, then the outcomes of the mails not tried (the server went away)."""
+        self.flush()
+        left = [
+            (d, outcomes.get(key, Outcome(ok=False, error="not tried", tried=False))) for key, d in self.claimed.items()
+            if key not in self.recorded
+        ]
+        if left:
+            self._write(left)
+
+    def close(self) -> None:
+        """Give the connection back."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write(self, group: list[tuple[Delivery, Outcome]]) -> None:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        with self._conn.begin():
+            _record(self._conn, group, now=self.now, policy=self.policy, report=self.report)
+        self.recorded.update(d.id for d, _ in group if d.id is not None)
 
 
 def _jobs(
@@ -309,45 +389,63 @@ def _message_builder(config: SmtpConfig, delivery: Delivery, member: Member, now
 
 
 def _record(
-    session: Session, claimed: Sequence[Delivery], outcomes: dict[int, Outcome], *, now: dt.datetime, policy: RetryPolicy
-) -> SendReport:
-    """Write each outcome; a digest's items follow their digest."""
-    report = SendReport(attempted=len(claimed))
+    conn: Connection, group: Sequence[tuple[Delivery, Outcome]], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
+) -> None:
+    """Write each outcome into its delivery and add it to ``report``; a digest's items follow their digest."""
     rows: list[dict[str, Any]] = []
     settled: dict[str, list[int]] = defaultdict(list)  # status -> digest ids
-    for delivery in claimed:
+    for delivery, outcome in group:
         assert delivery.id is not None
-        outcome = outcomes.get(delivery.id, Outcome(ok=False, error="not attempted"))
+        attempts = delivery.attempts + 1 if outcome.counts else delivery.attempts
         row: dict[str, Any]
         if outcome.ok:
-            row = {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": ""}
+            row = {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": "", "attempts": attempts}
             report.sent += 1
         elif outcome.permanent:
-            row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error}
+            row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error, "attempts": attempts}
             report.dead += 1
-        elif delivery.attempts >= policy.max_attempts:
-            gave_up = f"gave up after {delivery.attempts} attempts: {outcome.error}"
-            row = {"status": DeliveryStatus.FAILED.value, "last_error": gave_up}
-            report.failed += 1
-        else:
-            retry_at = now + policy.delay(delivery.attempts)
+        elif not outcome.counts:  # the server was not reached: wait for it, however long it takes
+            retry_at = now + policy.unreachable_wait if outcome.tried else now
             row = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error}
             report.retrying += 1
-        rows.append({"id": delivery.id, **row})
+            report.unreachable += 1
+        elif attempts >= policy.max_attempts:
+            gave_up = _line(f"gave up after {attempts} attempts: {outcome.error}")
+            row = {"status": DeliveryStatus.FAILED.value, "last_error": gave_up, "attempts": attempts}
+            report.failed += 1
+        else:
+            retry_at = now + policy.delay(attempts)
+            row = {
+                "status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error,
+                "attempts": attempts,
+            }
+            report.retrying += 1
+        rows.append({"b_id": delivery.id, **row})
         if delivery.kind == DeliveryKind.DIGEST and row["status"] != DeliveryStatus.PENDING:
             settled[row["status"]].append(delivery.id)
-    # Bulk UPDATE by primary key needs the same keys in every row.
-    for keys, group in _by_keys(rows).items():
-        session.execute(update(Delivery), group)
-        log.debug("recorded %d outcomes (%s)", len(group), ", ".join(keys))
+    # One executemany per set of columns: Core statements, cached once compiled (this runs once per answer).
+    for keys, same in _by_keys(rows).items():
+        conn.execute(_update_by_id(keys), same)
+        log.debug("recorded %d outcomes (%s)", len(same), ", ".join(keys))
     for status, ids in settled.items():
         values: dict[str, Any] = {"status": status}
         if status == DeliveryStatus.SENT:
             values["sent_at"] = now
-        session.execute(
-            update(Delivery).where(col(Delivery.digest_id).in_(ids)).values(**values).execution_options(synchronize_session=False)
-        )
-    return report
+        conn.execute(update(DELIVERY).where(DELIVERY.c.digest_id.in_(ids)).values(**values))
+
+
+def _update_by_id(keys: tuple[str, ...]) -> Update:
+    """UPDATE delivery SET <keys> WHERE id = :b_id, for executemany."""
+    columns = [k for k in keys if k != "b_id"]
+    return (
+        update(DELIVERY)
+        .where(DELIVERY.c.id == bindparam("b_id"))
+        .values({k: bindparam(k, type_=DELIVERY.c[k].type) for k in columns})
+    )
+
+
+def _line(text: str) -> str:
+    return text if len(text) <= 480 else text[:479] + "…"
 
 
 def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:

@@ -1,4 +1,9 @@
-"""Planning: turn events that have no deliveries yet into outbox rows (idempotent)."""
+"""Planning: turn events that have no deliveries yet into outbox rows (idempotent).
+
+Two runs may plan the same events at the same moment (two dispatchers, or a dispatch beside the
+scheduled flow). Both insert with ON CONFLICT DO NOTHING, so the one that comes second waits for the
+first, inserts nothing for the rows that exist, and counts only what it created.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
-from sqlmodel import Session, col, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import Session, SQLModel, col, select
 
 from models.lifecycle import Lifecycle, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
@@ -125,14 +131,29 @@ def plan_deliveries(session: Session, lifecycle: Lifecycle, *, now: dt.datetime)
             new = [row for h in handles if (row := _row(event, people.members[h], now)) is not None]
             rows += new
             marks.append({"event_id": event.id, "planned_at": now, "deliveries": len(new)})
-        if rows:
-            session.execute(insert(Delivery), rows)
-        session.execute(insert(PlannedEvent), marks)
-        created += len(rows)
-        log.debug("planned %d events, %d deliveries", len(events), len(rows))
+        new_rows = len(session.execute(_insert_new(session, Delivery).returning(col(Delivery.id)), rows).all()) if rows else 0
+        marked = len(session.execute(_insert_new(session, PlannedEvent).returning(col(PlannedEvent.event_id)), marks).all())
+        if marked < len(marks) or new_rows < len(rows):
+            log.info(
+                "another run planned %d of these %d events at the same time; their deliveries are left as it made them",
+                len(marks) - marked, len(marks),
+            )
+        created += new_rows
+        log.debug("planned %d events, %d deliveries", marked, new_rows)
     if created:
         log.info("planned %d deliveries", created)
     return created
+
+
+def _insert_new(session: Session, model: type[SQLModel]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for ``model`` on the session's backend (SQLite or PostgreSQL)."""
+    table = SQLModel.metadata.tables[str(model.__tablename__)]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"planning needs INSERT ... ON CONFLICT, which forumflow does not know for {dialect}")
 
 
 def _recipients(rules: RecipientRules, people: Directory, event: Event, proposal: Proposal, must_act: list[str]) -> list[str]:

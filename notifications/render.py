@@ -308,8 +308,9 @@ class Renderer:
         entry = CalendarEvent()
         entry.add("uid", f"deadline-{p.id}-{deadline:%Y%m%dT%H%M%SZ}@{self.forum_key}.forumflow")
         entry.add("dtstamp", view.event.at)
+        # A moment, not a span: RFC 5545 (3.6.1) lets a VEVENT with a DATE-TIME start and no DTEND or DURATION
+        # end when it starts; a DTEND equal to DTSTART would be invalid (DTEND must be later).
         entry.add("dtstart", deadline)
-        entry.add("dtend", deadline)
         entry.add("summary", ctx["subject"])
         entry.add("description", ctx["lead"])
         alarm = Alarm()

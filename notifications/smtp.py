@@ -1,9 +1,18 @@
 """The SMTP side: a bounded pool of reused aiosmtplib connections and the meaning of each failure.
 
 Every mail has one envelope recipient, so a refusal concerns exactly one delivery. Failures are
-classified once, here: 5xx for a recipient or its message is permanent (the delivery is dead); 4xx,
-refused or dropped connections and timeouts are transient (tried again later). When the server cannot
-be reached at all, the pool stops and reports the rest of the batch as transient without trying them.
+classified once, here, in two kinds:
+
+- the server's own answer about a mail: 5xx for a recipient or its message is permanent (the delivery
+  is dead), 4xx is transient (tried again later); both use up one of the delivery's attempts;
+- the server could not be reached or would not hold a session: connection refused, a name that does not
+  resolve, timeouts, dropped connections, a 421 "closing", a greeting, login or sender refused. None of
+  these says anything about the mail, so they use up no attempt: the mail waits for the server.
+
+When the server cannot be reached, the pool stops and reports the rest of the batch as not tried.
+Each outcome of a mail that was tried goes to an ``OutcomeLog``; a connection may render its next mail
+and send the envelope meanwhile, but sends its DATA only once the outcomes before it are written. So at
+most one accepted mail per connection is ever unrecorded, and outcomes of several connections share a write.
 """
 
 from __future__ import annotations
@@ -12,11 +21,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiosmtplib
 
 from config.settings import Settings
+from models.errors import InvalidInputError
 from notifications.mail import Sender
 
 log = logging.getLogger(__name__)
@@ -29,9 +39,23 @@ class Outcome:
     ok: bool
     permanent: bool = False
     error: str = ""
+    # The server answered about this mail (accepted or refused it): the try uses up an attempt.
+    counts: bool = False
+    # False when the mail never left: the server could not be reached before its turn.
+    tried: bool = True
 
 
-SENT = Outcome(ok=True)
+SENT = Outcome(ok=True, counts=True)
+class OutcomeLog(Protocol):
+    """Where the pool hands each outcome: ``add`` queues it, ``flush`` writes everything queued."""
+
+    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue an outcome; the future is done once it is written."""
+        ...
+
+    def flush(self) -> None:
+        """Write every queued outcome now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -44,26 +68,38 @@ class Outgoing:
 
 
 def classify(exc: BaseException) -> Outcome:
-    """Permanent or transient, with a one-line reason."""
+    """Permanent or transient, counted as an attempt or not (see the module docstring), with a one-line reason."""
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-        return Outcome(ok=False, permanent=500 <= exc.code < 600, error=_line(f"recipient refused: {exc.code} {exc.message}"))
+        return _answer(exc.code, f"recipient refused: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refusal = exc.recipients[0] if exc.recipients else None
         code = refusal.code if refusal is not None else 0
         text = refusal.message if refusal is not None else str(exc)
-        return Outcome(ok=False, permanent=500 <= code < 600, error=_line(f"recipient refused: {code} {text}"))
+        return _answer(code, f"recipient refused: {code} {text}")
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
         # Not this recipient's fault: the configuration is wrong for every mail. Keep them all.
         return Outcome(ok=False, error=_line(f"sender refused: {exc.code} {exc.message}"))
     if isinstance(exc, aiosmtplib.SMTPConnectResponseError | aiosmtplib.SMTPHeloError | aiosmtplib.SMTPAuthenticationError):
         return Outcome(ok=False, error=_line(f"session refused: {exc.code} {exc.message}"))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return Outcome(ok=False, permanent=500 <= exc.code < 600, error=_line(f"refused: {exc.code} {exc.message}"))
+        return _answer(exc.code, f"refused: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return Outcome(ok=False, error=_line(f"timeout: {exc}"))
+        return Outcome(ok=False, error=_line(f"timeout: {exc or type(exc).__name__}"))
     if isinstance(exc, aiosmtplib.SMTPException | OSError):
-        return Outcome(ok=False, error=_line(f"connection: {exc}"))
+        return Outcome(ok=False, error=_line(f"connection: {exc or type(exc).__name__}"))
     return Outcome(ok=False, error=_line(f"{type(exc).__name__}: {exc}"))
+
+
+def _answer(code: int, text: str) -> Outcome:
+    """The server's reply about one mail; 421 means the service is closing, which says nothing about the mail."""
+    if code == 421:
+        return Outcome(ok=False, error=_line(text))
+    return Outcome(ok=False, permanent=500 <= code < 600, error=_line(text), counts=True)
+
+
+def reaches_nobody(outcome: Outcome) -> bool:
+    """True when ``outcome`` says the server is unusable for every mail, not just this one."""
+    return not outcome.ok and not outcome.counts
 
 
 def _line(text: str) -> str:
@@ -82,10 +118,14 @@ class SmtpConfig:
     timeout: float
     connections: int
     sender: Sender
+    ca_file: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
-        """Read and check the SMTP settings (the From address is validated)."""
+        """Read and check the SMTP settings (the From address and the CA file are checked)."""
+        ca_file = settings.smtp_ca_file
+        if ca_file is not None and not ca_file.is_file():
+            raise InvalidInputError(f"FORUMFLOW_SMTP_CA_FILE: no such file {str(ca_file)!r}")
         return cls(
             host=settings.smtp_host,
             port=settings.smtp_port,
@@ -95,10 +135,11 @@ class SmtpConfig:
             timeout=settings.smtp_timeout,
             connections=max(1, settings.smtp_connections),
             sender=Sender.parse(settings.mail_from),
+            ca_file=str(ca_file) if ca_file is not None else None,
         )
 
     def client(self) -> aiosmtplib.SMTP:
-        """A new, unconnected client."""
+        """A new, unconnected client; with TLS it verifies the server's certificate and name (system CAs + ca_file)."""
         return aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -107,6 +148,8 @@ class SmtpConfig:
             timeout=self.timeout,
             use_tls=self.tls == "tls",
             start_tls=self.tls == "starttls",
+            validate_certs=True,
+            cert_bundle=self.ca_file,
             local_hostname=self.sender.domain,
         )
 
@@ -117,7 +160,9 @@ class SmtpPool:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._idle: list[aiosmtplib.SMTP] = []
-        self.down: str = ""  # why the server could not be reached, once it could not
+        self.down: str = ""  # why the server could not be used, once it could not
+        self._reached = False  # a connection has worked in this run
+        self._probe = asyncio.Lock()
 
     async def __aenter__(self) -> SmtpPool:
         return self
@@ -131,39 +176,68 @@ class SmtpPool:
         for client in idle:
             await _quit(client)
 
-    async def send(self, batch: Sequence[Outgoing]) -> dict[int, Outcome]:
-        """Send a batch over at most ``connections`` sessions; an outcome for every key."""
+    async def send(self, batch: Sequence[Outgoing], outcomes: OutcomeLog | None = None) -> dict[int, Outcome]:
+        """Send a batch over at most ``connections`` sessions; an outcome for every key.
+
+        ``outcomes`` gets the outcome of every mail that was tried (not of those skipped because the server is
+        down), written before that connection's next DATA and at the latest when the batch ends.
+        """
         results: dict[int, Outcome] = {}
         queue = list(reversed(batch))
         workers = min(self.config.connections, len(batch))
-        await asyncio.gather(*(self._worker(queue, results) for _ in range(workers)))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing worker (the database) stops the others
+                for _ in range(workers):
+                    group.create_task(self._worker(queue, results, outcomes))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the callers know the error itself, not the group
         return results
 
-    async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome]) -> None:
+    async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome], outcomes: OutcomeLog | None) -> None:
         client: aiosmtplib.SMTP | None = self._idle.pop() if self._idle else None
+        # Outcomes of this connection still being recorded. The next mail may be rendered and its envelope sent
+        # meanwhile, but its DATA waits for them: at most one accepted mail per connection is ever unrecorded.
+        recording: list[asyncio.Future[None]] = []
         try:
             while queue:
                 job = queue.pop()
                 if self.down:
-                    results[job.key] = Outcome(ok=False, error=self.down)
+                    results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                     continue
                 try:
                     data = job.build()
                 except Exception as exc:  # a rendering bug must not stop the batch; the mail waits for a fix
                     log.exception("cannot build mail %s", job.key)
-                    results[job.key] = Outcome(ok=False, error=_line(f"cannot build the mail: {exc}"))
-                    continue
-                if client is None:
-                    client = await self._connect()
+                    outcome = Outcome(ok=False, error=_line(f"cannot build the mail: {exc}"), counts=True)
+                else:
                     if client is None:
-                        results[job.key] = Outcome(ok=False, error=self.down)
-                        continue
-                results[job.key], client = await self._send_one(client, job, data)
+                        client = await self._connect()
+                        if client is None:
+                            results[job.key] = Outcome(ok=False, error=self.down, tried=False)
+                            continue
+                    outcome, client = await self._send_one(client, job, data, outcomes, recording)
+                    recording = [r for r in recording if not r.done()]
+                results[job.key] = outcome
+                if outcomes is not None:
+                    recording.append(outcomes.add(job.key, outcome))
+            if outcomes is not None:
+                _written(outcomes, recording)
         finally:
             if client is not None:
                 self._idle.append(client)
 
     async def _connect(self) -> aiosmtplib.SMTP | None:
+        """A new session, or None once the server is known to be unreachable."""
+        if self._reached:
+            return await self._open()
+        async with self._probe:  # until one connection has worked, try them one at a time: one failure says enough
+            if self.down:
+                return None
+            client = await self._open()
+            self._reached = client is not None
+            return client
+
+    async def _open(self) -> aiosmtplib.SMTP | None:
         client = self.config.client()
         try:
             await client.connect()
@@ -171,31 +245,54 @@ class SmtpPool:
             outcome = classify(exc)
             self.down = outcome.error or "cannot connect"
             log.warning("SMTP server %s:%s unreachable: %s", self.config.host, self.config.port, self.down)
+            client.close()
             return None
         return client
 
-    async def _send_one(self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes) -> tuple[Outcome, aiosmtplib.SMTP | None]:
-        """One mail transaction on ``client``; returns the outcome and the client if it is still usable."""
+    async def _send_one(
+        self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes, outcomes: OutcomeLog | None,
+        recording: Sequence[asyncio.Future[None]],
+    ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
+        """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client."""
         try:
             # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses twice more per mail.
             await client.mail(self.config.sender.addr_spec)
             await client.rcpt(job.to)
-            await client.data(data)
-            return SENT, client
         except Exception as exc:
-            outcome = classify(exc)
-            kind = "permanent" if outcome.permanent else "transient"
-            log.info("mail %s to %s not sent (%s): %s", job.key, job.to, kind, outcome.error)
-            if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-                self.down = outcome.error
-            if isinstance(exc, aiosmtplib.SMTPResponseException) and client.is_connected:
-                try:
-                    await client.rset()  # end the envelope; the session goes on with the next mail
-                    return outcome, client
-                except (aiosmtplib.SMTPException, OSError):
-                    pass
-            await _quit(client)
-            return outcome, None
+            return await self._failed(client, job, exc)
+        if outcomes is not None:
+            _written(outcomes, recording)  # outside the try: a database error is not the mail's
+        try:
+            await client.data(data)
+        except Exception as exc:
+            return await self._failed(client, job, exc)
+        return SENT, client
+
+    async def _failed(
+        self, client: aiosmtplib.SMTP, job: Outgoing, exc: Exception
+    ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
+        """The outcome of a failed transaction, and the client if the session can go on."""
+        outcome = classify(exc)
+        kind = "permanent" if outcome.permanent else "transient" if outcome.counts else "not counted"
+        log.info("mail %s to %s not sent (%s): %s", job.key, job.to, kind, outcome.error)
+        if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+            self.down = outcome.error  # every other mail would be refused the same way
+        if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421 and client.is_connected:
+            try:
+                await client.rset()  # end the envelope; the session goes on with the next mail
+                return outcome, client
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+        await _quit(client)
+        return outcome, None
+
+
+def _written(outcomes: OutcomeLog, recording: Sequence[asyncio.Future[None]]) -> None:
+    """Make sure the ``recording`` outcomes are written (flushing the log if need be); a write error propagates."""
+    if not all(r.done() for r in recording):
+        outcomes.flush()
+    for r in recording:
+        r.result()
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from notifications.sink import MailSink, free_port
 from tests.cli.conftest import Invoke
+from tests.notifications.helpers import SmtpServer
 
 
 def _submitted(cli: Invoke) -> str:
@@ -40,8 +41,10 @@ def test_dispatch_sends_through_the_sink_and_outbox_shows_it(
 
     assert sent.code == 0, sent.stderr
     assert "planned 3; sent 3 of 3; to retry 0; failed 0; dead 0; digests 0" in sent.stdout
-    assert json.loads(again.stdout) | {"errors": []} == {
-        "planned": 0, "attempted": 0, "sent": 0, "retrying": 0, "failed": 0, "dead": 0, "digests": 0, "errors": [],
+    assert again.code == 0
+    assert json.loads(again.stdout) == {
+        "planned": 0, "attempted": 0, "sent": 0, "retrying": 0, "failed": 0, "dead": 0, "digests": 0, "unreachable": 0,
+        "errors": [],
     }
     group = ["a.sharma@example.org", "n.kuznetsov@example.org", "s.nurlanova@example.org"]
     assert sorted(str(m["Delivered-To"]) for m in stored) == group
@@ -53,18 +56,65 @@ def test_dispatch_sends_through_the_sink_and_outbox_shows_it(
     assert json.loads(cli("outbox", "--status", "dead", "--json").stdout) == []
 
 
+@pytest.mark.parametrize("as_json", [False, True])
 def test_dispatch_with_the_server_down_fails_in_one_line_and_keeps_the_mail(
-    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, as_json: bool
 ) -> None:
     _submitted(cli)
     monkeypatch.setenv("FORUMFLOW_SMTP_PORT", str(free_port()))
 
-    r = cli("dispatch")
+    r = cli("dispatch", *(["--json"] if as_json else []))
+    again = cli("dispatch", *(["--json"] if as_json else []))  # at once: the mail that never left is tried again
 
-    assert r.code == 1
-    assert r.stderr.count("\n") == 1 and "unreachable" in r.stderr
+    for run in (r, again):
+        assert run.code == 1
+        assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: mail server") and "unreachable" in run.stderr
+    if as_json:
+        counts = json.loads(r.stdout)
+        assert (counts["attempted"], counts["sent"], counts["unreachable"]) == (3, 0, 3) and counts["errors"]
+        assert json.loads(again.stdout)["unreachable"] == 3
+    else:
+        assert "sent 0 of 3; to retry 3 (3 waiting for the server)" in r.stdout
     pending = json.loads(cli("outbox", "--status", "pending", "--json").stdout)
-    assert len(pending) == 3 and {p["attempts"] for p in pending} == {1}
+    assert len(pending) == 3 and {p["attempts"] for p in pending} == {0}  # an outage uses up no attempt
+    assert all("Connect call failed" in p["last_error"] for p in pending)
+    table = cli("outbox")
+    assert table.stdout.count("Connect call failed") == 3  # the table shows each delivery's last error
+
+
+def test_outbox_retry_queues_dead_and_failed_mail_again(cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    _submitted(cli)
+    server = SmtpServer()
+    server.handler.refuse.add("n.kuznetsov@example.org")
+    server.start()
+    try:
+        monkeypatch.setenv("FORUMFLOW_SMTP_PORT", str(server.port))
+        assert cli("dispatch").code == 0
+        (dead,) = json.loads(cli("outbox", "--status", "dead", "--json").stdout)
+        nothing = cli("outbox", "retry")
+        queued = cli("outbox", "retry", "--status", "dead")
+        pending = json.loads(cli("outbox", "--status", "pending", "--json").stdout)
+        server.handler.refuse.clear()
+        sent = cli("dispatch")
+        sent_again = cli("outbox", "retry", "--id", str(dead["id"]))
+        unknown = cli("outbox", "retry", "--id", "999", "--id", str(dead["id"]))
+        huge = cli("outbox", "retry", "--id", "99999999999999999999")
+        bad_status = cli("outbox", "retry", "--status", "pending")
+    finally:
+        server.stop()
+
+    assert "550" in dead["last_error"] and dead["recipient"] == "kuznetsov"
+    assert nothing.code == 0 and nothing.stdout.strip() == "nothing to retry: no failed deliveries"
+    assert queued.code == 0 and queued.stdout.strip() == "queued 1 delivery again"
+    assert [(p["id"], p["attempts"]) for p in pending] == [(dead["id"], 0)]
+    assert sent.code == 0 and "sent 1 of 1" in sent.stdout
+    assert len(server.to("n.kuznetsov@example.org")) == 1
+    refusal = f"error: delivery {dead['id']} is sent; only failed or dead deliveries can be retried\n"
+    assert (sent_again.code, sent_again.stderr) == (3, refusal)
+    assert (unknown.code, unknown.stderr) == (4, "error: no delivery with id 999\n")
+    assert (huge.code, huge.stderr.count("\n")) == (4, 1)
+    assert bad_status.code == 2 and bad_status.stderr.count("\n") == 1 and "'pending'" in bad_status.stderr
+    assert {r["status"] for r in json.loads(cli("outbox", "--json").stdout)} == {"sent"}
 
 
 def test_outbox_refuses_an_unknown_status(cli: Invoke) -> None:

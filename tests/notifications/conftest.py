@@ -21,6 +21,7 @@ def smtp_server() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
+    assert server.handler.bad_calendars == [], "an invalid .ics was mailed"
 
 
 @pytest.fixture

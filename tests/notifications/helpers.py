@@ -11,6 +11,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from icalendar import Calendar
+from icalendar import Event as CalendarEvent
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -37,19 +39,63 @@ class Received:
         return parsed
 
 
+def check_ics(data: bytes) -> CalendarEvent:
+    """Parse a generated .ics with ``icalendar`` and check what RFC 5545 asks of it; returns its one VEVENT."""
+    cal = Calendar.from_ical(data)
+    problems = [f"calendar: {e}" for e in cal.errors]
+    problems += [f"calendar lacks {name}" for name in ("VERSION", "PRODID") if name not in cal]
+    if str(cal.get("VERSION")) != "2.0":
+        problems.append(f"VERSION is {cal.get('VERSION')!r}, not 2.0")
+    events = cal.walk("VEVENT")
+    if len(events) != 1:
+        problems.append(f"{len(events)} VEVENTs, expected one")
+    for entry in events:
+        problems += [f"VEVENT: {e}" for e in entry.errors]
+        problems += [f"VEVENT lacks {name}" for name in ("UID", "DTSTAMP", "DTSTART", "SUMMARY") if name not in entry]
+        if "DTEND" in entry and "DURATION" in entry:
+            problems.append("VEVENT has both DTEND and DURATION")
+        start = entry.decoded("DTSTART") if "DTSTART" in entry else None
+        if start is not None and "DTEND" in entry and not entry.decoded("DTEND") > start:
+            problems.append(f"DTEND {entry.decoded('DTEND')} is not after DTSTART {start}")
+        if "DURATION" in entry and not entry.decoded("DURATION") > dt.timedelta(0):
+            problems.append(f"DURATION {entry.decoded('DURATION')} is not positive")
+        for alarm in entry.walk("VALARM"):
+            problems += [f"VALARM lacks {name}" for name in ("ACTION", "TRIGGER") if name not in alarm]
+            if str(alarm.get("ACTION")) == "DISPLAY" and "DESCRIPTION" not in alarm:
+                problems.append("DISPLAY VALARM lacks DESCRIPTION")
+    assert not problems, "; ".join(problems)
+    return events[0]
+
+
+def calendars_in(data: bytes) -> list[bytes]:
+    """The raw text/calendar parts of a mail."""
+    parsed = email.message_from_bytes(data, policy=policy.default)
+    return [part.get_payload(decode=True) for part in parsed.walk() if part.get_content_type() == "text/calendar"]
+
+
 @dataclass
 class ControlledHandler:
-    """Accepts everything, except: 451 once for addresses in ``fail_once``, 550 always for ``refuse``."""
+    """Accepts everything, except: 451 once for ``fail_once``, 451 always for ``defer``, 550 always for ``refuse``.
+
+    Every calendar file that arrives is checked (``check_ics``); what is wrong lands in ``bad_calendars``,
+    which the ``smtp_server`` fixture asserts empty.
+    """
 
     received: list[Received] = field(default_factory=list)
     fail_once: set[str] = field(default_factory=set)
+    defer: set[str] = field(default_factory=set)
     refuse: set[str] = field(default_factory=set)
     rcpt_answers: list[tuple[str, int]] = field(default_factory=list)
+    calendars: int = 0
+    bad_calendars: list[str] = field(default_factory=list)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         if address in self.refuse:
             self.rcpt_answers.append((address, 550))
             return "550 5.1.1 No such user here"
+        if address in self.defer:
+            self.rcpt_answers.append((address, 451))
+            return "451 4.7.1 Greylisted, try again later"
         if address in self.fail_once:
             self.fail_once.discard(address)
             self.rcpt_answers.append((address, 451))
@@ -60,6 +106,12 @@ class ControlledHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        for ics in calendars_in(content):
+            self.calendars += 1
+            try:
+                check_ics(ics)
+            except Exception as exc:
+                self.bad_calendars.append(f"{type(exc).__name__}: {exc}")
         self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), content, session.peer))
         return "250 2.0.0 Accepted"
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from config.settings import Settings
-from models import Lifecycle
+from models import Lifecycle, session_scope
 from models.outbox import DeliveryKind, DeliveryStatus
+from models.tables import Event
 from notifications import dispatch_once
-from tests.factories import T0, make_proposal
+from tests.factories import AUTHOR, CHAIR, PRESIDING_HEAD, T0, make_proposal
 from tests.notifications.helpers import SmtpServer, deliveries, email_of, notice, set_preference
 
 # petrov lives in Yekaterinburg (UTC+5): his digest is due at 07:00 local, 02:00 UTC.
@@ -87,6 +90,42 @@ def test_reminders_reach_digest_and_off_members_at_once(
     assert not any(d.recipient == "li.ming" and not d.critical for d in deliveries(db))
 
 
+# action -> the state the proposal is in, and who gets the notice (the first reads a digest, the second wants no mail)
+CRITICAL_NOTICES = {
+    "escalate": ("in_review", [CHAIR, PRESIDING_HEAD], {"level": 1, "deadline": DAY1.isoformat()}),
+    "remind": ("reviewed", ["petrov", "li.ming"], {"offset_days": 7, "deadline": (DAY1 + dt.timedelta(days=21)).isoformat()}),
+    "progress_due": ("implementing", [AUTHOR, CHAIR], {"due": DAY1.isoformat()}),
+}
+
+
+@pytest.mark.parametrize("action", sorted(CRITICAL_NOTICES))
+def test_critical_notices_reach_digest_and_off_members_at_once(
+    forum: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer, action: str
+) -> None:
+    state, (reads_digest, wants_none), payload = CRITICAL_NOTICES[action]
+    set_preference(forum, reads_digest, "digest")
+    set_preference(forum, wants_none, "off")
+    pid = make_proposal(forum, lifecycle, state=state, now=DAY1)
+    dispatch_once(forum, settings, lifecycle, now=DAY1)  # what came before the notice
+    notice(forum, lifecycle, pid, action, now=DAY1, recipients=[reads_digest, wants_none], **payload)
+
+    report = dispatch_once(forum, settings, lifecycle, now=DAY1)  # the same moment: no digest is due
+
+    rows = [d for d in deliveries(forum) if d.event_id == _last_event(forum, pid)]
+    assert sorted((d.recipient, d.kind, d.critical, d.status) for d in rows) == sorted(
+        (h, DeliveryKind.EVENT, True, DeliveryStatus.SENT) for h in (reads_digest, wants_none)
+    )
+    assert report.send.digests == 0 and report.send.sent == 2
+    for handle, row in ((h, next(d for d in rows if d.recipient == h)) for h in (reads_digest, wants_none)):
+        (got,) = smtp_server.to(email_of(forum, handle))[-1:]
+        assert got.message["Message-ID"] == row.message_id
+
+
+def _last_event(engine: Engine, pid: int) -> int:
+    with session_scope(engine) as s:
+        return max(s.exec(select(Event.id).where(Event.proposal_id == pid)))  # type: ignore[arg-type]
+
+
 def test_a_digest_waits_for_a_server_that_is_down(
     db: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer
 ) -> None:
@@ -101,6 +140,6 @@ def test_a_digest_waits_for_a_server_that_is_down(
     up = dispatch_once(db, settings, lifecycle, now=DAY2_MORNING + dt.timedelta(minutes=5))
 
     assert down.send.digests == 1 and down.send.sent == 0
-    assert digest.status == DeliveryStatus.PENDING and digest.attempts == 1
+    assert digest.status == DeliveryStatus.PENDING and digest.attempts == 0 and "connect" in digest.last_error  # not counted
     assert up.send.digests == 0 and up.send.sent == 1
     assert len(smtp_server.to(email_of(db, "petrov"))) == 1

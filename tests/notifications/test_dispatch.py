@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import socket
 from collections import Counter
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
@@ -13,8 +16,9 @@ from models import Lifecycle, session_scope
 from models.outbox import Delivery, DeliveryStatus
 from models.tables import Member, Proposal
 from notifications import RetryPolicy, dispatch_once, plan_deliveries, send_pending
+from notifications.sink import free_port
 from tests.factories import AUTHOR, CHAIR, T0, make_proposal
-from tests.notifications.helpers import SmtpServer, deliveries, email_of, notice
+from tests.notifications.helpers import SmtpServer, check_ics, deliveries, email_of, notice
 
 # submit reaches the chair and the two other group members; recommend the author and the 16 heads.
 EXPECTED = 3 + 1 + 16
@@ -104,45 +108,92 @@ def test_550_marks_only_that_delivery_dead(db: Engine, lifecycle: Lifecycle, set
     assert smtp_server.to(li) == [] and len(smtp_server.received) == EXPECTED - 1
 
 
-def test_server_down_keeps_everything_pending_then_delivers_once(
-    db: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer
+def test_a_server_down_for_a_night_loses_nothing_and_sends_everything_once(
+    forum: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer
 ) -> None:
-    make_proposal(db, lifecycle, state="reviewed")
-    _planned(db, lifecycle)
+    make_proposal(forum, lifecycle, state="reviewed")
     smtp_server.stop()
+    night = [T0 + dt.timedelta(minutes=m) for m in range(0, 12 * 60, 15)]  # dispatch every 15 minutes for 12 hours
 
-    down1 = send_pending(db, settings, lifecycle, now=T0)
-    after1 = deliveries(db)
-    down2 = send_pending(db, settings, lifecycle, now=T0 + dt.timedelta(minutes=1))
-    after2 = deliveries(db)
+    reports = []
+    for now in night:
+        if now == T0 + dt.timedelta(hours=6):
+            make_proposal(forum, lifecycle, state="in_review", now=now, title="Solar parks")  # mail keeps coming
+        reports.append(dispatch_once(forum, settings, lifecycle, now=now).send)
+    during = deliveries(forum)
     smtp_server.start()
-    up = send_pending(db, settings, lifecycle, now=T0 + dt.timedelta(minutes=3))
+    morning = dispatch_once(forum, settings, lifecycle, now=night[-1] + dt.timedelta(minutes=15)).send
+    again = dispatch_once(forum, settings, lifecycle, now=night[-1] + dt.timedelta(hours=1)).send
 
-    assert (down1.attempted, down1.sent, down1.retrying) == (EXPECTED, 0, EXPECTED) and down1.errors
-    assert {(r.status, r.attempts) for r in after1} == {(DeliveryStatus.PENDING, 1)}
-    assert all(r.next_attempt_at == T0 + dt.timedelta(minutes=1) and r.last_error for r in after1)
-    assert {(r.status, r.attempts) for r in after2} == {(DeliveryStatus.PENDING, 2)}
-    assert down2.sent == 0
-    assert up.sent == EXPECTED and {(r.status, r.attempts) for r in deliveries(db)} == {(DeliveryStatus.SENT, 3)}
+    assert all(r.sent == 0 and r.errors and r.failed == 0 and r.retrying == r.unreachable for r in reports)
+    assert len(during) == EXPECTED + 3
+    assert {(r.status, r.attempts) for r in during} == {(DeliveryStatus.PENDING, 0)}  # no attempt used up
+    assert all("connect" in r.last_error.lower() for r in during)
+    assert (morning.sent, morning.retrying, morning.failed, morning.errors) == (EXPECTED + 3, 0, 0, [])
+    assert again.attempted == 0
+    after = deliveries(forum)
+    assert {(r.status, r.attempts, r.last_error) for r in after} == {(DeliveryStatus.SENT, 1, "")}
     ids = Counter(r.message["Message-ID"] for r in smtp_server.received)
-    assert len(ids) == EXPECTED and set(ids.values()) == {1}
+    assert len(ids) == EXPECTED + 3 and set(ids.values()) == {1}
+    assert set(ids) == {r.message_id for r in after}
 
 
-def test_retries_run_out_as_failed(db: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer) -> None:
+@pytest.mark.parametrize("outage", ["refused", "timeout", "unresolved"])
+def test_no_kind_of_unreachable_server_uses_up_attempts(
+    db: Engine, lifecycle: Lifecycle, settings: Settings, outage: str
+) -> None:
     make_proposal(db, lifecycle, state="in_review")
-    _planned(db, lifecycle)
-    smtp_server.stop()
-    policy = RetryPolicy(base=dt.timedelta(minutes=1), max_attempts=2)
+    with contextlib.ExitStack() as stack:
+        if outage == "refused":
+            config = {"smtp_port": free_port()}
+        elif outage == "timeout":  # a server that takes the connection and never greets
+            mute = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+            config = {"smtp_port": mute.getsockname()[1], "smtp_timeout": 0.3}
+        else:
+            config = {"smtp_host": "mail.forumflow.invalid"}
+        down = settings.model_copy(update=config)
+        runs = [dispatch_once(db, down, lifecycle, now=T0 + dt.timedelta(minutes=m)).send for m in range(0, 30, 2)]
 
-    send_pending(db, settings, lifecycle, now=T0, policy=policy)
-    last = send_pending(db, settings, lifecycle, now=T0 + dt.timedelta(minutes=1), policy=policy)
-    smtp_server.start()
-    after = send_pending(db, settings, lifecycle, now=T0 + dt.timedelta(days=1), policy=policy)
+    assert all(r.sent == 0 and r.unreachable == r.attempted == 3 and r.errors for r in runs)
+    assert {(r.status, r.attempts) for r in deliveries(db)} == {(DeliveryStatus.PENDING, 0)}
+    word = {"refused": "connect", "timeout": "timeout", "unresolved": "connect"}[outage]
+    assert all(word in r.last_error.lower() for r in deliveries(db))
 
-    assert last.failed == 3
-    assert {r.status for r in deliveries(db)} == {DeliveryStatus.FAILED}
-    assert all("gave up after 2 attempts" in r.last_error for r in deliveries(db))
-    assert after.attempted == 0 and smtp_server.received == []
+
+def test_a_server_that_keeps_deferring_is_retried_with_backoff_up_to_an_hour_then_given_up(
+    forum: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    make_proposal(forum, lifecycle, state="in_review")
+    chair = email_of(forum, CHAIR)
+    smtp_server.handler.defer.add(chair)
+    policy = RetryPolicy()
+
+    now, waits = T0, []
+    first = dispatch_once(forum, settings, lifecycle, now=now).send
+    for _ in range(policy.max_attempts + 2):
+        row = next(r for r in deliveries(forum) if r.email == chair)
+        if row.status != DeliveryStatus.PENDING:
+            break
+        waits.append(row.next_attempt_at - now)
+        early = send_pending(forum, settings, lifecycle, now=row.next_attempt_at - dt.timedelta(seconds=1), policy=policy)
+        assert early.attempted == 0
+        now = row.next_attempt_at
+        send_pending(forum, settings, lifecycle, now=now, policy=policy)
+
+    assert (first.sent, first.retrying) == (2, 1)
+    minutes = [int(w.total_seconds() // 60) for w in waits]
+    assert minutes == [1, 2, 4, 8, 16, 32, 60, 60, 60]  # doubling, capped at one hour
+    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, policy.max_attempts)
+    assert row.last_error.startswith(f"gave up after {policy.max_attempts} attempts: recipient refused: 451")
+    assert [code for address, code in smtp_server.handler.rcpt_answers if address == chair] == [451] * policy.max_attempts
+    assert smtp_server.to(chair) == []
+
+
+def test_retry_delays_double_and_stop_at_one_hour() -> None:
+    policy = RetryPolicy()
+
+    assert [policy.delay(n) for n in (1, 2, 3)] == [dt.timedelta(minutes=m) for m in (1, 2, 4)]
+    assert policy.delay(7) == policy.delay(50) == dt.timedelta(hours=1)
 
 
 def test_limit_and_claim_leave_the_rest_for_later(
@@ -166,13 +217,13 @@ def test_a_claimed_delivery_is_not_sent_by_a_second_dispatcher(
     lease_end = T0 + RetryPolicy().lease
     # Another dispatcher took every row at T0 and is still sending: the rows are leased.
     with session_scope(db) as s:
-        s.execute(update(Delivery).values(attempts=1, next_attempt_at=lease_end))
+        s.execute(update(Delivery).values(next_attempt_at=lease_end))
 
     during = send_pending(db, settings, lifecycle, now=T0 + dt.timedelta(minutes=1))
     after = send_pending(db, settings, lifecycle, now=lease_end)  # that dispatcher died: the lease ran out
 
     assert during.attempted == 0 and after.sent == 3
-    assert {r.attempts for r in deliveries(db)} == {2}
+    assert {r.attempts for r in deliveries(db)} == {1}
 
 
 def test_crlf_in_a_title_cannot_add_a_header(
@@ -250,6 +301,9 @@ def test_a_reminder_arrives_with_its_calendar_entry(
     (ics,) = list(reminder.iter_attachments())
     assert ics.get_content_type() == "text/calendar" and ics.get_param("method") == "PUBLISH"
     assert "DTSTART:20210322T090000Z" in ics.get_content() and "Напоминание" in ics.get_content()
+    entry = check_ics(ics.get_payload(decode=True))
+    assert entry.decoded("dtstart") == deadline and "DTEND" not in entry
+    assert smtp_server.handler.calendars == 1
 
 
 def test_sending_works_from_inside_a_running_event_loop(

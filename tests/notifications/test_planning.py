@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -14,7 +17,7 @@ from models import Lifecycle, session_scope
 from models.outbox import Delivery, DeliveryKind, PlannedEvent
 from models.tables import Event
 from notifications import plan_deliveries
-from notifications.planning import digest_due
+from notifications.planning import Directory, digest_due
 from notifications.recipients import RecipientRules
 from tests.factories import AUTHOR, CHAIR, PRESIDING_HEAD, T0, make_proposal
 from tests.notifications.helpers import deliveries, notice, set_preference
@@ -56,6 +59,46 @@ def test_an_event_recipient_pair_is_unique(forum: Engine, lifecycle: Lifecycle) 
 
     with pytest.raises(IntegrityError), session_scope(forum) as s:
         s.add(Delivery(event_id=row.event_id, recipient=row.recipient, email=row.email, next_attempt_at=T0, created_at=T0))
+
+
+def test_two_runs_planning_the_same_events_at_once_make_each_delivery_once(
+    forum: Engine, lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_proposal(forum, lifecycle, state="reviewed")
+    make_proposal(forum, lifecycle, state="in_review", title="Solar parks")
+    # Both runs have read the same unplanned events before either writes: the race, every time.
+    both_read = threading.Barrier(2, timeout=30)
+    load = Directory.load.__func__  # type: ignore[attr-defined]
+
+    def load_after_both_read(cls: type[Directory], session: Any) -> Directory:
+        both_read.wait()
+        return load(cls, session)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Directory, "load", classmethod(load_after_both_read))
+    created: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            created.append(plan(forum, lifecycle))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    with caplog.at_level(logging.INFO, logger="notifications.planning"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert sorted(created) == [0, 20 + 3]  # the loser made nothing and raised nothing
+    rows = deliveries(forum)
+    assert len(rows) == 23 and len({(r.event_id, r.recipient) for r in rows}) == 23
+    with session_scope(forum) as s:
+        assert len(list(s.exec(select(PlannedEvent)))) == len(list(s.exec(select(Event))))
+    assert "another run planned" in caplog.text
 
 
 def test_new_events_are_planned_on_the_next_run(forum: Engine, lifecycle: Lifecycle) -> None:

@@ -19,6 +19,7 @@ from notifications.mail import Sender, build_mail
 from notifications.recipients import DEFAULT_RULES
 from notifications.render import LANGUAGES, EventView, Renderer, environment, format_when, header_text
 from tests.factories import T0
+from tests.notifications.helpers import check_ics
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -73,6 +74,9 @@ def test_every_action_renders_in_every_language(definition: ForumDefinition, act
     assert "#7" in rendered.subject or "№7" in rendered.subject or "第7号" in rendered.subject
     assert "Joint agro-industrial park" in rendered.text and "Joint agro-industrial park" in rendered.html
     assert rendered.html.lstrip().startswith("<!DOCTYPE html>") and f'<html lang="{lang}">' in rendered.html
+    assert (rendered.ics is not None) == (action == "remind")
+    if rendered.ics is not None:
+        check_ics(rendered.ics)
     body = rendered.text.split("\n-- \n")[0]
     if lang == "ru":
         assert CYRILLIC.search(rendered.subject) and not CJK.search(body)
@@ -167,9 +171,10 @@ def test_reminders_carry_an_ics_for_the_deadline(definition: ForumDefinition) ->
     plain = renderer.event_message(view("recommend"), PEOPLE["ru"])
 
     assert first.ics is not None and second.ics is not None and plain.ics is None
-    cal = Calendar.from_ical(first.ics)
-    (entry,) = cal.walk("VEVENT")
+    entry = check_ics(first.ics)
+    check_ics(second.ics)
     assert entry.decoded("dtstart") == DEADLINE
+    assert "DTEND" not in entry and "DURATION" not in entry  # a moment: it ends when it starts (RFC 5545 3.6.1)
     assert str(entry["summary"]) == first.subject
     assert str(entry["uid"]) == str(Calendar.from_ical(second.ics).walk("VEVENT")[0]["uid"])  # one entry per deadline
     sender = Sender.parse("forumflow@example.org")
@@ -179,6 +184,25 @@ def test_reminders_carry_an_ics_for_the_deadline(definition: ForumDefinition) ->
     (attachment,) = list(msg.iter_attachments())
     assert attachment.get_content_type() == "text/calendar" and attachment.get_filename() == "deadline.ics"
     assert attachment.get_content().replace("\r\n", "\n") == first.ics.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ("DTEND:20210322T090000Z", "is not after DTSTART"),  # what forumflow used to send
+        ("DTEND:20210322T080000Z", "is not after DTSTART"),
+        ("DURATION:PT0S", "is not positive"),
+        ("DTEND:20210322T100000Z\r\nDURATION:PT1H", "both DTEND and DURATION"),
+    ],
+)
+def test_the_ics_check_refuses_an_event_that_ends_before_it_starts(extra: str, problem: str) -> None:
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:x@test\r\n"
+        f"DTSTAMP:20210301T090000Z\r\nDTSTART:20210322T090000Z\r\n{extra}\r\nSUMMARY:s\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+    with pytest.raises(AssertionError, match=problem):
+        check_ics(ics.encode())
 
 
 @pytest.mark.parametrize(
