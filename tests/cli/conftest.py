@@ -25,7 +25,10 @@ class Result:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """Run ``forumflow`` in-process against a fresh SQLite database in tmp_path."""
     monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("FORUMFLOW_DATABASE_URL", raising=False)
+    # Commands that run flows export the settings in force into os.environ: restore them after the test.
+    for key in ("FORUMFLOW_DATABASE_URL", "FORUMFLOW_FORUM_FILE"):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
 

@@ -181,7 +181,7 @@ def test_demo_tells_the_story_and_leaves_mail_in_three_languages(cli: Invoke, tm
 
 @pytest.mark.slow
 def test_console_script_act_path_does_not_import_prefect(tmp_path: Path) -> None:
-    env = dict(os.environ, FORUMFLOW_DATA_DIR=str(tmp_path / "data"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORUMFLOW_")} | {"FORUMFLOW_DATA_DIR": str(tmp_path / "data")}
     code = (
         "import sys\n"
         "from cli.main import app\n"
@@ -201,7 +201,7 @@ def test_console_script_act_path_does_not_import_prefect(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_exit_codes_through_the_installed_console_script(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "forumflow"
-    env = dict(os.environ, FORUMFLOW_DATA_DIR=str(tmp_path / "data"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORUMFLOW_")} | {"FORUMFLOW_DATA_DIR": str(tmp_path / "data")}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120, check=False)

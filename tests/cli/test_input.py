@@ -174,7 +174,7 @@ def test_export_creates_missing_folders_and_refuses_unusable_paths(cli: Invoke, 
     assert [p["title"] for p in json.loads(target.read_text(encoding="utf-8"))["proposals"]] == ["t"]
     folder = tmp_path / "csv" / "out"
     ok(cli("export", "--format", "csv", "--out", str(folder)))
-    assert sorted(p.name for p in folder.iterdir()) == ["events.csv", "proposals.csv"]  # no partial files left
+    assert sorted(p.name for p in folder.iterdir()) == ["events.csv", "proposals.csv", "texts.csv"]  # no partial files left
 
     line = one_line_error(cli("export", "--out", str(folder)), 2)
     assert line == f"error: --out {folder} is a folder: --format json writes one file, name it"

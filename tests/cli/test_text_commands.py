@@ -130,7 +130,7 @@ def test_bad_text_is_one_line_exit_2_and_nothing_written(
     assert view(ff, pid) == before
     if data is not None:  # proposing with the same body is refused the same way, and creates nothing
         p = ff("propose", "--group", "industry", "--as", "zhao.lei", "--title", "t", *args)
-        assert (p.code, p.stderr) == (2, message + "\n")
+        assert (p.code, p.stderr) == (2, message.replace("error: body:", "error: --body-file:") + "\n")
         assert [row["id"] for row in json.loads(ff("list", "--json").stdout)] == [int(pid)]
 
 
