@@ -39,15 +39,20 @@ def mail_sink(
     port: Annotated[int | None, typer.Option("--port", help="Port (default: FORUMFLOW_SMTP_PORT).")] = None,
 ) -> None:
     """Run the local SMTP mail sink in the foreground; every message lands in the Maildir. Ctrl-C stops."""
-    from cli.main import err, settings_of
+    from cli.main import err, out, settings_of
     from notifications.sink import run_sink
 
     settings = settings_of(ctx)
     host, port = host or settings.smtp_host, port or settings.smtp_port
     maildir = settings.maildir.resolve()
     err.print(f"mail sink on {host}:{port}, storing into {maildir}; Ctrl-C stops", markup=False, highlight=False)
+
+    def received(recipient: str, subject: str) -> None:
+        out.print(f"mail to {recipient}: {subject}", markup=False, highlight=False)
+        out.file.flush()
+
     with _reported():
-        run_sink(maildir, host, port)
+        run_sink(maildir, host, port, on_message=received)
 
 
 def outbox(
