@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,9 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
             return done if done >= {"review", "dispatch"} else None
 
         assert _wait_for(completed, 150, "scheduled runs of review and dispatch") >= {"review", "dispatch"}
-        deployments = {d["name"]: d for d in _post(f"{api}/deployments/filter", {})}
-        assert set(deployments) == {"review", "dispatch"}
+        flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
+        deployments = {f"{flows[d['flow_id']]}/{d['name']}": d for d in _post(f"{api}/deployments/filter", {})}
+        assert set(deployments) == {"review/serve", "dispatch/serve"}  # never the pool's review/pool, dispatch/pool
         assert all(d["schedules"][0]["schedule"]["interval"] == 60 for d in deployments.values())
     finally:
         proc.send_signal(signal.SIGINT)
@@ -72,8 +74,52 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         log.close()
+    port = api.split(":")[-1].split("/")[0]
+    lines = Path(log.name).read_text().splitlines()
+    # After Ctrl-C: the local server's end, then serve's own last line.
+    assert lines[-2:] == [f"local Prefect server on 127.0.0.1:{port} stopped", "forumflow serve stopped"], lines[-5:]
     server_gone = subprocess.run(
-        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {api.split(':')[-1].split('/')[0]}"],
+        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
         capture_output=True, check=False,
     )
     assert server_gone.returncode == 1, "the local Prefect server outlived forumflow serve"
+
+
+def _deploy(client: Any, flow: str, name: str, *, pool: str | None = None, paused: bool = False) -> Any:
+    flow_id = client.create_flow_from_name(flow)
+    return client.create_deployment(flow_id=flow_id, name=name, work_pool_name=pool, paused=paused)
+
+
+def test_serve_refuses_next_to_active_pool_deployments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from flows.serve import active_pool_deployments
+
+    pool = f"forumflow-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        made = [
+            _deploy(client, "review", "serve"),  # what forumflow serve registers: no work pool
+            _deploy(client, "dispatch", "pool", pool=pool, paused=True),  # paused: no harm
+            _deploy(client, "unrelated", "pool", pool=pool),
+        ]
+        try:
+            assert active_pool_deployments() == []
+            made.append(_deploy(client, "review", "pool", pool=pool))
+            assert active_pool_deployments() == ["review/pool"]
+
+            monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+            monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+            result = CliRunner().invoke(app, ["serve"], env=dict(os.environ), catch_exceptions=False)
+        finally:
+            for deployment_id in made:
+                client.delete_deployment(deployment_id)
+            client.delete_work_pool(pool)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: the Prefect server at ")
+    assert "already runs review/pool on a work pool" in result.stderr and "prefect deployment delete review/pool" in result.stderr
