@@ -295,7 +295,8 @@ def _print_story(console: Console, engine: Engine, definition: ForumDefinition, 
         console.print(summary)
         total = s.exec(select(func.count()).select_from(Event)).one()
     by_kind = ", ".join(f"{k} {v}" for k, v in sorted(story.review_events.items()) if v)
-    console.print(f"{total} events; the review flow ran {story.review_runs} times and wrote: {by_kind or 'nothing'}", markup=False)
+    console.print(f"{total} events; the review flow ran {story.review_runs} times and wrote: {by_kind or 'nothing'}",
+                  markup=False)
 
 
 def _note(e: Event) -> str:

@@ -19,8 +19,8 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from cli.console import make_console, plain
+from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
 from models.errors import ForumflowError
 

@@ -45,7 +45,7 @@ class Processes:
         """Start ``argv`` in the background; its output goes to ``<folder>/<name>.log``."""
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - the test's own commands
+            process = subprocess.Popen(
                 list(argv), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -146,7 +146,7 @@ def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """POST (or GET without a body) to the Prefect API; JSON back."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"{base}{path}", data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=20) as resp:  # noqa: S310 - loopback test server
+    with urllib.request.urlopen(request, timeout=20) as resp:
         return json.loads(resp.read())
 
 

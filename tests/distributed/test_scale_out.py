@@ -256,7 +256,8 @@ def test_scale_out_on_a_prefect_server_with_two_workers(
 
         # The schedules fire: a scheduled run of each deployment completes.
         def scheduled_done() -> bool:
-            done = _flow_runs(base, deployment_id={"any_": [d["id"] for d in named.values()]}, state={"type": {"any_": ["COMPLETED"]}})
+            ours = {"any_": [d["id"] for d in named.values()]}
+            done = _flow_runs(base, deployment_id=ours, state={"type": {"any_": ["COMPLETED"]}})
             return {d["deployment_id"] for d in done if d["auto_scheduled"]} == {d["id"] for d in named.values()}
 
         wait_for(scheduled_done, 240, "a scheduled run of review/pool and of dispatch/pool", every=2)
