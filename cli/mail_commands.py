@@ -65,6 +65,7 @@ def outbox(
     from rich.table import Table
     from sqlmodel import col, select
 
+    from cli.console import plain
     from cli.main import fail, out, print_json, runtime
     from models.db import session_scope
     from models.outbox import Delivery
@@ -85,10 +86,10 @@ def outbox(
     for column in ("id", "proposal", "event", "recipient", "kind", "status", "attempts", "next attempt", "sent", "last error"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(
-            str(r["id"]), str(r["proposal"] or ""), r["action"] or "", f"{r['recipient']} <{r['email']}>", r["kind"], r["status"],
-            str(r["attempts"]), r["next_attempt_at"] if r["status"] == "pending" else "", r["sent_at"] or "", r["last_error"],
-        )
+        table.add_row(*map(plain, (
+            r["id"], r["proposal"] or "", r["action"] or "", f"{r['recipient']} <{r['email']}>", r["kind"], r["status"],
+            r["attempts"], r["next_attempt_at"] if r["status"] == "pending" else "", r["sent_at"] or "", r["last_error"],
+        )))
     out.print(table)
 
 
