@@ -54,7 +54,7 @@ STEPS = {
     "review": "prefect deployment run review/pool --param now={now}",
     "dispatch": "prefect deployment run dispatch/pool",
 }
-PROPOSALS = 8
+PROPOSALS = 24
 # The schedules of the test's prefect.yaml: first runs this long after the deploy, then rarely again.
 FIRST_SCHEDULED_RUN = dt.timedelta(seconds=100)
 INTERVAL = 600
@@ -219,6 +219,9 @@ def test_scale_out_on_a_prefect_server_with_two_workers(
         named = {f"{flows[d['flow_id']]}/{d['name']}": d for d in deployments.values()}
         assert sorted(named) == ["dispatch/pool", "review/pool"]
         assert all(d["work_pool_name"] == "forumflow" for d in named.values())
+        # FORUMFLOW_CODE_DIR set where `prefect deploy` runs is written into the deployments (README, prefect.yaml).
+        pulls = [d["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] for d in named.values()]
+        assert pulls == [str(checkout)] * 2
 
         # forumflow serve refuses to run next to them; meanwhile the two workers start.
         serve = processes.start("serve", ["forumflow", "serve"], env=client_env, cwd=tmp_path)
