@@ -56,7 +56,7 @@ STEPS = {
 }
 PROPOSALS = 24
 # The schedules of the test's prefect.yaml: first runs this long after the deploy, then rarely again.
-FIRST_SCHEDULED_RUN = dt.timedelta(seconds=100)
+FIRST_SCHEDULED_RUN = dt.timedelta(seconds=90)
 INTERVAL = 600
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -212,6 +212,7 @@ def test_scale_out_on_a_prefect_server_with_two_workers(
 
         wait_for(server_up, 180, "the Prefect server")
         processes.run("pool", _argv("pool"), env=client_env, cwd=tmp_path)
+        deployed_at = time.monotonic()
         _checkout(checkout, dt.datetime.now(dt.UTC))
         processes.run("deploy", _argv("deploy"), env=client_env, cwd=checkout, timeout=180)
         deployments = {d["id"]: d for d in api(base, "/deployments/filter", {})}
@@ -239,7 +240,10 @@ def test_scale_out_on_a_prefect_server_with_two_workers(
         refusal = serve.output().strip().splitlines()
         assert len(refusal) == 1 and refusal[0].startswith("error: ") and "dispatch/pool, review/pool" in refusal[0], refusal
 
-        # Two review runs at the same moment, one on each worker (each takes one run at a time).
+        # Two review runs at the same moment, one on each worker (each takes one run at a time), well before the
+        # schedules' first runs could take a worker.
+        before_schedules = FIRST_SCHEDULED_RUN.total_seconds() - (time.monotonic() - deployed_at)
+        assert before_schedules > 20, f"the workers took too long to start ({before_schedules:.0f} s left before the schedules)"
         pair = [processes.start(f"review-{i}", _argv("review", now=review_at), env=client_env, cwd=tmp_path) for i in (1, 2)]
         run_ids = [_run_id(processes.finish(p, 120)) for p in pair]
         runs = wait_for(lambda: _completed(base, run_ids, processes), 180, "the two review runs")
@@ -277,4 +281,4 @@ def test_scale_out_on_a_prefect_server_with_two_workers(
         assert reminder_mail == [CHAIR] * PROPOSALS
         engine.dispose()
     spans = [f"{r['start_time'][11:23]}-{r['end_time'][11:23]}" for r in runs]
-    print(f"scale-out test: {time.monotonic() - began:.0f} s; review runs {spans}: {counts}")
+    print(f"scale-out test: {time.monotonic() - began:.0f} s ({before_schedules:.0f} s to spare); review runs {spans}: {counts}")
