@@ -181,7 +181,12 @@ def active_pool_deployments() -> list[str]:
 
 def refuse_next_to_pool(api_url: str) -> None:
     """Raise ``PoolDeploymentsActive`` when the server at ``api_url`` already runs the flows on a work pool."""
-    active = active_pool_deployments()
+    import httpx
+
+    try:
+        active = active_pool_deployments()
+    except (httpx.HTTPError, OSError) as exc:
+        raise ServerError(f"the Prefect server at {api_url} cannot be reached: {exc}") from None
     if active:
         raise PoolDeploymentsActive(
             f"the Prefect server at {api_url} already runs {', '.join(active)} on a work pool for its workers; serving "

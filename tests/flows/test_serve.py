@@ -123,3 +123,16 @@ def test_serve_refuses_next_to_active_pool_deployments(monkeypatch: pytest.Monke
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: the Prefect server at ")
     assert "already runs review/pool on a work pool" in result.stderr and "prefect deployment delete review/pool" in result.stderr
+
+
+def test_serve_against_an_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from notifications.sink import free_port
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["serve"], env=dict(os.environ), catch_exceptions=False)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "cannot be reached" in result.stderr
