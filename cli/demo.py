@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import mailbox
+import os
+import shlex
 import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import func, select
 
+from cli.console import plain
 from config.definition import ForumDefinition
 from config.settings import Settings
 from models import Lifecycle, create_schema, events_of, make_engine, session_scope, sync_definition
@@ -210,8 +213,6 @@ def _fresh(path: Path) -> None:
 
 def _prefect_reviewer(settings: Settings) -> Reviewer:
     """Run the review through Prefect (the configured API, or a local ephemeral server with its home in the data dir)."""
-    import os
-
     from flows.serve import export_settings, prepare_environment
 
     # Flow runs log to Prefect (the UI shows them); the terminal keeps the story. A busy 2-core machine may
@@ -228,6 +229,25 @@ def _prefect_reviewer(settings: Settings) -> Reviewer:
     return run
 
 
+def prefect_ui_hint(environ: Mapping[str, str] | None = None) -> str:
+    """How to see the runs in the Prefect UI: the configured server's, or a server on the demo's Prefect home and a free port."""
+    from flows.serve import DEFAULT_PORT, HOST, pick_port
+
+    env = os.environ if environ is None else environ
+    if api := env.get("PREFECT_API_URL"):
+        return f"open {api.removesuffix('/').removesuffix('/api')}/runs"
+    port = pick_port(DEFAULT_PORT)
+    command = [str(Path(sys.executable).parent / "prefect"), "server", "start"]
+    if port != DEFAULT_PORT:
+        command += ["--port", str(port)]
+    return f"PREFECT_HOME={shlex.quote(env['PREFECT_HOME'])} {shlex.join(command)}  → open http://{HOST}:{port}/runs"
+
+
+def demo_database(settings: Settings) -> Path:
+    """Where the demo keeps its database: ``<data dir>/demo.db``."""
+    return settings.data_dir.resolve() / "demo.db"
+
+
 def run_demo(settings: Settings, definition: ForumDefinition, console: Console, *, fresh: bool = True,
              prefect: bool = True) -> Path:
     """Play the demo in ``<data dir>/demo.db`` with mail in ``<data dir>/demo-maildir``; print the story; return the db path."""
@@ -237,7 +257,7 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
     began = time.perf_counter()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "demo.db"
+    path = demo_database(settings)
     maildir = data_dir / "demo-maildir"
     if fresh:
         _fresh(path)
@@ -273,36 +293,33 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
     _print_mail(console, messages, maildir)
     console.print(f"Explore it: forumflow --db sqlite:///{path} list", markup=False)
     if prefect:
-        home = (data_dir / "prefect").resolve()
-        console.print(
-            f"Prefect runs ({story.review_runs} review runs): PREFECT_HOME={home} {Path(sys.executable).parent / 'prefect'} "
-            "server start  "
-            "→ open http://127.0.0.1:4200/runs", markup=False,
-        )
-    console.print(f"Done in {time.perf_counter() - began:.0f} s.")
+        console.print(f"Prefect runs ({story.review_runs} review runs): {prefect_ui_hint()}", markup=False)
+    console.print(f"Done in {time.perf_counter() - began:.0f} s.", markup=False)
     engine.dispose()
     return path
 
 
 def _print_story(console: Console, engine: Engine, definition: ForumDefinition, story: Story) -> None:
-    console.print(f"[bold]{definition.forum.name}[/] — {START:%Y-%m-%d} to {END:%Y-%m-%d} in simulated time")
+    console.print(f"[bold]{plain(definition.forum.name)}[/] — {START:%Y-%m-%d} to {END:%Y-%m-%d} in simulated time")
     with session_scope(engine) as s:
         summary = Table("id", "group", "state", "events", "reminders", "escalations", "title", title="Summary")
         for pid in story.ids.values():
             p = s.get(Proposal, pid)
             assert p is not None
             events = events_of(s, pid)
-            table = Table("when (UTC)", "action", "from → to", "actor", "note", title=f"#{pid} {p.title} [{p.group}]")
+            table = Table("when (UTC)", "action", "from → to", "actor", "note", title=plain(f"#{pid} {p.title} [{p.group}]"))
             for e in events:
-                table.add_row(f"{e.at:%Y-%m-%d %H:%M}", e.action, f"{e.from_state or '·'} → {e.to_state}", e.actor, _note(e))
+                table.add_row(*map(plain, (f"{e.at:%Y-%m-%d %H:%M}", e.action, f"{e.from_state or '·'} → {e.to_state}", e.actor,
+                                           _note(e))))
             console.print(table)
             kinds = Counter(e.action for e in events)
-            summary.add_row(str(pid), p.group, p.state, str(len(events)), str(kinds["remind"] + kinds["progress_due"]),
-                            str(kinds["escalate"]), p.title)
+            summary.add_row(*map(plain, (pid, p.group, p.state, len(events), kinds["remind"] + kinds["progress_due"],
+                                         kinds["escalate"], p.title)))
         console.print(summary)
         total = s.exec(select(func.count()).select_from(Event)).one()
     by_kind = ", ".join(f"{k} {v}" for k, v in sorted(story.review_events.items()) if v)
-    console.print(f"{total} events; the review flow ran {story.review_runs} times and wrote: {by_kind or 'nothing'}")
+    console.print(f"{total} events; the review flow ran {story.review_runs} times and wrote: {by_kind or 'nothing'}",
+                  markup=False)
 
 
 def _note(e: Event) -> str:

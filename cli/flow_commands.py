@@ -68,12 +68,17 @@ def serve(
     rt = runtime(ctx)
     from flows.serve import serve_flows
 
+    def say(line: str) -> None:
+        out.print(line, markup=False, highlight=False)
+        out.file.flush()
+
     try:
-        serve_flows(rt.settings, port=port, announce=lambda line: out.print(line, markup=False, highlight=False))
+        serve_flows(rt.settings, port=port, announce=say)
     except ForumflowError as exc:
         fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        out.print("stopped")
+    except KeyboardInterrupt:  # before serving began (e.g. while the local server starts)
+        pass
+    say("forumflow serve stopped")
 
 
 def simulate(

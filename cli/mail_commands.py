@@ -46,15 +46,20 @@ def mail_sink(
     port: Annotated[int | None, typer.Option("--port", help="Port (default: FORUMFLOW_SMTP_PORT).")] = None,
 ) -> None:
     """Run the local SMTP mail sink in the foreground; every message lands in the Maildir. Ctrl-C stops."""
-    from cli.main import err, settings_of
+    from cli.main import err, out, settings_of
     from notifications.sink import run_sink
 
     settings = settings_of(ctx)
     host, port = host or settings.smtp_host, port or settings.smtp_port
     maildir = settings.maildir.resolve()
     err.print(f"mail sink on {host}:{port}, storing into {maildir}; Ctrl-C stops", markup=False, highlight=False)
+
+    def received(recipient: str, subject: str) -> None:
+        out.print(f"mail to {recipient}: {subject}", markup=False, highlight=False)
+        out.file.flush()
+
     with _reported():
-        run_sink(maildir, host, port)
+        run_sink(maildir, host, port, on_message=received)
 
 
 @outbox_app.callback()
@@ -70,6 +75,7 @@ def outbox(
     from rich.table import Table
     from sqlmodel import col, select
 
+    from cli.console import plain
     from cli.main import fail, out, print_json, runtime
     from models.db import session_scope
     from models.outbox import Delivery
@@ -92,11 +98,11 @@ def outbox(
     table.add_column("last error", overflow="fold", min_width=24)  # the column that needs the room
     for r in rows:
         when = r["next_attempt_at"] if r["status"] == "pending" else r["sent_at"] or ""
-        table.add_row(
-            str(r["id"]), str(r["proposal"] or ""), r["action"] or "", r["recipient"], r["kind"], r["status"],
-            str(r["attempts"]), when[:16].replace("T", " "), r["last_error"],
-        )
-    out.print(table, markup=False, highlight=False)
+        table.add_row(*map(plain, (
+            r["id"], r["proposal"] or "", r["action"] or "", r["recipient"], r["kind"], r["status"],
+            r["attempts"], when[:16].replace("T", " "), r["last_error"],
+        )))
+    out.print(table)
 
 
 def _row(d: Any, e: Any) -> dict[str, Any]:

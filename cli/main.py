@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from cli.console import make_console, plain
 from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
 from models.clock import check_recorded_at, utc
@@ -66,8 +66,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = make_console()
+err = make_console(stderr=True)
 
 
 @dataclass
@@ -98,9 +98,12 @@ def settings_of(ctx: typer.Context) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "settings"
-        source = _OPTION_OF.get(name) if name in overrides else None
-        fail(f"{source or 'FORUMFLOW_' + name.upper()}: {_reason(first['msg'])}", 2)
+        field = str(first["loc"][0]) if first["loc"] else ""
+        if field in overrides:
+            fail(f"{_OPTION_OF[field]}: {_reason(first['msg'])}", 2)
+        shown = str(first.get("input"))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        fail(f"{Settings.variable(field)}={shown}: {_reason(first['msg'])}", 2)
 
 
 _OPTION_OF = {"database_url": "--db", "forum_file": "--forum", "data_dir": "--data-dir"}
@@ -223,7 +226,7 @@ def init(ctx: typer.Context) -> None:
     report = done.sync
     out.print(done.schema_line(), markup=False, highlight=False)
     out.print(
-        f"[bold]{rt.definition.forum.name}[/]: {report.regions} regions, {report.groups} working groups, "
+        f"[bold]{plain(rt.definition.forum.name)}[/]: {report.regions} regions, {report.groups} working groups, "
         f"{report.terms} presiding terms; members {report.members_added} added, {report.members_updated} updated, "
         f"{report.members_deactivated} deactivated"
     )
@@ -243,24 +246,24 @@ def forum(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
     if as_json:
         print_json(data)
         return
-    out.print(f"[bold]{data['forum']}[/]  member states: {', '.join(data['member_states'])}")
+    out.print(f"[bold]{plain(data['forum'])}[/]  member states: {plain(', '.join(data['member_states']))}")
     today = now_utc().date().isoformat()
     out.print(f"presiding now: {data['presiding_region_now'] or f'— (no presiding term covers {today})'}", markup=False)
     terms = Table("region", "start", "end", "deputy", title="Presiding terms")
     for t in data["presiding_terms"]:
-        terms.add_row(t["region"], t["start"], t["end"], t["deputy"] or "—")
+        terms.add_row(*map(plain, (t["region"], t["start"], t["end"], t["deputy"] or "—")))
     out.print(terms)
     for gap in data["presiding_gaps"]:
         out.print(gap["message"], markup=False)
     regions = Table("code", "name", "head", title="Participating regions")
     for r in data["regions"]:
-        regions.add_row(r["code"], r["name"], r["head"] or "—")
+        regions.add_row(*map(plain, (r["code"], r["name"], r["head"] or "—")))
     out.print(regions)
     groups = Table("key", "name", "chair", "deputy chair", "members", title="Working groups")
     for g in data["working_groups"]:
-        groups.add_row(g["key"], g["name"], g["chair"], g["deputy_chair"] or "—", str(len(g["members"])))
+        groups.add_row(*map(plain, (g["key"], g["name"], g["chair"], g["deputy_chair"] or "—", len(g["members"]))))
     out.print(groups)
-    out.print("proposals: " + ", ".join(f"{k} {v}" for k, v in data["proposals"].items()))
+    out.print("proposals: " + ", ".join(f"{k} {v}" for k, v in data["proposals"].items()), markup=False)
 
 
 @app.command()
@@ -359,9 +362,9 @@ def show(
     if as_json:
         print_json(view)
         return
-    out.print(f"[bold]#{view['id']} {view['title']}[/]", highlight=False)
+    out.print(f"[bold]#{view['id']} {plain(view['title'])}[/]", highlight=False)
     out.print(
-        f"group {view['group']} · author {view['author']} · state [bold]{view['state']}[/] · "
+        f"group {plain(view['group'])} · author {plain(view['author'])} · state [bold]{plain(view['state'])}[/] · "
         f"deadline {view['deadline'] or '—'}{' (overdue)' if view['overdue'] else ''} · version {view['version']} · "
         f"text version {view['text_version']}",
         highlight=False,
@@ -373,7 +376,7 @@ def show(
     out.print()
     nxt = Table("action", "who may take it", "comment", title="Next")
     for a in view["allowed"]:
-        nxt.add_row(a["action"], ", ".join(a["actors"]) or "nobody", "required" if a["comment_required"] else "")
+        nxt.add_row(plain(a["action"]), plain(", ".join(a["actors"]) or "nobody"), "required" if a["comment_required"] else "")
     out.print(nxt)
     _print_history(view["history"])
 
@@ -381,10 +384,10 @@ def show(
 def _print_history(history: list[dict[str, Any]]) -> None:
     table = Table("#", "at (UTC)", "action", "from → to", "actor", "comment", title="History")
     for e in history:
-        table.add_row(
-            str(e["seq"]), e["at"][:16].replace("T", " "), e["action"], f"{e['from_state'] or '·'} → {e['to_state']}",
+        table.add_row(*map(plain, (
+            e["seq"], e["at"][:16].replace("T", " "), e["action"], f"{e['from_state'] or '·'} → {e['to_state']}",
             e["actor"], e["comment"],
-        )
+        )))
     out.print(table)
 
 
@@ -435,8 +438,19 @@ def list_(
     table = Table("id", "group", "state", "deadline", "author", "title", title=f"{len(rows)} proposals")
     for r in rows:
         deadline = (r["deadline"] or "—")[:10] + (" ⚠" if r["overdue"] else "")
-        table.add_row(str(r["id"]), r["group"], r["state"], deadline, r["author"], r["title"])
+        table.add_row(*map(plain, (r["id"], r["group"], r["state"], deadline, r["author"], r["title"])))
     out.print(table)
+    if not rows and state is None and group is None and not overdue:
+        _hint_demo_database(rt)
+
+
+def _hint_demo_database(rt: Runtime) -> None:
+    """An empty database next to the demo's: say where the demo's proposals are."""
+    from cli.demo import demo_database
+
+    demo = demo_database(rt.settings)
+    if demo.is_file() and rt.engine.url.database != str(demo):
+        err.print(f"the demo's proposals are in {demo}: forumflow --db sqlite:///{demo} list", markup=False, highlight=False)
 
 
 @app.command()

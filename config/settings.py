@@ -22,19 +22,24 @@ class Settings(BaseSettings):
     forum_file: Path = Field(default=DEFAULT_FORUM_FILE, description="The forum definition (YAML).")
 
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_ca_file: Path | None = Field(
         default=None, description="PEM file of CA certificates trusted for the SMTP server's TLS, besides the system's."
     )
-    smtp_timeout: float = 10.0
-    smtp_connections: int = 4
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    smtp_connections: int = Field(default=4, ge=1)
     mail_from: str = "forumflow@example.org"
 
-    review_interval_minutes: int = 60
-    dispatch_interval_minutes: int = 1
+    review_interval_minutes: int = Field(default=60, ge=1)
+    dispatch_interval_minutes: int = Field(default=1, ge=1)
+
+    @staticmethod
+    def variable(field: str) -> str:
+        """The environment variable that sets ``field``."""
+        return f"FORUMFLOW_{field.upper()}"
 
     base_url: str = Field(
         default="http://127.0.0.1:8000", description="Where people reach the web app; absolute links in mail start with it."

@@ -2,7 +2,12 @@
 
 Schedules never fire on Prefect's ephemeral server, so when ``PREFECT_API_URL`` is not set this starts
 ``prefect server start`` on 127.0.0.1 with its home (and its SQLite database) in the data dir, waits until
-it answers, and serves the ``review`` and ``dispatch`` deployments on interval schedules from the settings.
+it answers, and serves the ``review/serve`` and ``dispatch/serve`` deployments on interval schedules from
+the settings.
+
+The scale-out path (``prefect.yaml``, process workers) names its deployments ``review/pool`` and
+``dispatch/pool``. Serving next to those would run every flow twice, so ``serve`` refuses when a server
+already has an active deployment of either flow on a work pool.
 """
 
 from __future__ import annotations
@@ -27,11 +32,21 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
+FLOWS = ("review", "dispatch")
+# Deployment names: ``forumflow serve`` and prefect.yaml (work pool) never take over each other's deployments.
+SERVE_DEPLOYMENT = "serve"
+POOL_DEPLOYMENT = "pool"
 OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 
 class ServerError(ForumflowError):
     """The local Prefect server did not start."""
+
+    exit_code = 1
+
+
+class PoolDeploymentsActive(ForumflowError):
+    """The Prefect server already runs forumflow's flows on a work pool: serving too would run them twice."""
 
     exit_code = 1
 
@@ -137,20 +152,51 @@ def start_server(settings: Settings, *, port: int = DEFAULT_PORT, timeout: float
     )
     server = LocalServer(process, port, log_path, out)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            server.stop()
-            raise ServerError(f"the Prefect server exited with code {process.returncode}; see {log_path}")
-        if healthy(server.api_url):
-            log.info("Prefect server ready at %s", server.ui_url)
-            return server
-        time.sleep(0.5)
-    server.stop()
-    raise ServerError(f"the Prefect server did not answer within {timeout:.0f} s; see {log_path}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServerError(f"the Prefect server exited with code {process.returncode}; see {log_path}")
+            if healthy(server.api_url):
+                log.info("Prefect server ready at %s", server.ui_url)
+                return server
+            time.sleep(0.5)
+        raise ServerError(f"the Prefect server did not answer within {timeout:.0f} s; see {log_path}")
+    except BaseException:  # also Ctrl-C while waiting: the server runs in its own session and would outlive us
+        server.stop()
+        raise
+
+
+def active_pool_deployments() -> list[str]:
+    """``flow/deployment`` names of forumflow's flows deployed to a work pool and not paused, on the configured server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        flows = {f.id: f.name for f in client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOWS))))}
+        if not flows:
+            return []
+        found = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOWS))))
+    return sorted(f"{flows[d.flow_id]}/{d.name}" for d in found if d.work_pool_name and not d.paused and d.flow_id in flows)
+
+
+def refuse_next_to_pool(api_url: str) -> None:
+    """Raise ``PoolDeploymentsActive`` when the server at ``api_url`` already runs the flows on a work pool."""
+    import httpx
+
+    try:
+        active = active_pool_deployments()
+    except (httpx.HTTPError, OSError) as exc:
+        raise ServerError(f"the Prefect server at {api_url} cannot be reached: {exc}") from None
+    if active:
+        raise PoolDeploymentsActive(
+            f"the Prefect server at {api_url} already runs {', '.join(active)} on a work pool for its workers; serving "
+            f"here too would run every flow twice: leave it to the workers, or delete those deployments first "
+            f"(prefect deployment delete {active[0]})"
+        )
 
 
 def deployments(settings: Settings) -> list[Any]:
-    """The ``review`` and ``dispatch`` deployments with interval schedules from the settings."""
+    """The ``review/serve`` and ``dispatch/serve`` deployments with interval schedules from the settings."""
     from prefect.deployments.runner import EntrypointType
 
     from flows.dispatch import dispatch
@@ -158,14 +204,14 @@ def deployments(settings: Settings) -> list[Any]:
 
     return [
         review.to_deployment(
-            name="review",
+            name=SERVE_DEPLOYMENT,
             interval=dt.timedelta(minutes=settings.review_interval_minutes),
             description="Reminders, escalations, silence procedure, term hand-over, progress reviews.",
             tags=["forumflow"],
             entrypoint_type=EntrypointType.MODULE_PATH,
         ),
         dispatch.to_deployment(
-            name="dispatch",
+            name=SERVE_DEPLOYMENT,
             interval=dt.timedelta(minutes=settings.dispatch_interval_minutes),
             description="Plan deliveries for new events and send the pending ones.",
             tags=["forumflow"],
@@ -175,9 +221,13 @@ def deployments(settings: Settings) -> list[Any]:
 
 
 def serve_flows(settings: Settings, *, port: int = DEFAULT_PORT, announce: Any = None) -> None:
-    """Serve both deployments until interrupted; starts (and later stops) a local server when none is configured."""
+    """Serve both deployments until interrupted; starts (and later stops) a local server when none is configured.
+
+    Returns after Ctrl-C or SIGTERM (Prefect's ``serve`` takes them, pauses its deployments and returns).
+    """
     prepare_environment(settings)
     export_settings(settings)
+    say = announce or (lambda line: None)
     server: LocalServer | None = None
     if not os.environ.get("PREFECT_API_URL"):
         server = start_server(settings, port=port)
@@ -187,12 +237,13 @@ def serve_flows(settings: Settings, *, port: int = DEFAULT_PORT, announce: Any =
         from prefect import serve
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        if announce is not None:
-            ui = server.ui_url if server else api_url.removesuffix("/api")
-            announce(f"Prefect UI: {ui}  (review every {settings.review_interval_minutes} min, "
-                     f"dispatch every {settings.dispatch_interval_minutes} min; Ctrl-C stops)")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            refuse_next_to_pool(api_url)
+            ui = server.ui_url if server else api_url.removesuffix("/api")
+            say(f"Prefect UI: {ui}  (review/serve every {settings.review_interval_minutes} min, "
+                f"dispatch/serve every {settings.dispatch_interval_minutes} min; Ctrl-C stops)")
             serve(*deployments(settings), print_starting_message=False)
     finally:
         if server is not None:
             server.stop()
+            say(f"local Prefect server on {HOST}:{server.port} stopped")

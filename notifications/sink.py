@@ -12,6 +12,9 @@ import mailbox
 import signal
 import socket
 import threading
+from collections.abc import Callable
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -24,6 +27,10 @@ from models.errors import ForumflowError
 log = logging.getLogger(__name__)
 
 
+# Called once per stored copy with the envelope recipient and the decoded subject.
+OnMessage = Callable[[str, str], None]
+
+
 class SinkError(ForumflowError):
     """The sink cannot start (address not on loopback, port taken, ...)."""
 
@@ -31,7 +38,8 @@ class SinkError(ForumflowError):
 class MaildirHandler:
     """Stores each message as received, with Return-Path and Delivered-To lines in front."""
 
-    def __init__(self, maildir: Path) -> None:
+    def __init__(self, maildir: Path, on_message: OnMessage | None = None) -> None:
+        self.on_message = on_message
         for sub in ("tmp", "new", "cur"):  # Maildir(create=True) skips these when the folder exists
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(maildir, create=False)
@@ -50,8 +58,18 @@ class MaildirHandler:
             except OSError as exc:  # a full or missing disk is the sink's trouble, not the recipient's: retry later
                 log.error("cannot store a message for %s: %s", rcpt, exc)
                 return "451 4.3.0 Cannot store the message now"
+            if self.on_message is not None:
+                self.on_message(rcpt, _subject(content))
         log.debug("stored a message from %s for %s", envelope.mail_from, ", ".join(envelope.rcpt_tos))
         return "250 2.0.0 Message stored"
+
+
+def _subject(content: bytes) -> str:
+    """The message's subject, decoded (mails in Russian or Chinese encode it)."""
+    try:
+        return str(BytesHeaderParser(policy=default_policy).parsebytes(content).get("Subject", ""))
+    except (ValueError, LookupError):  # a malformed header is the sender's problem; the message is stored anyway
+        return "(unreadable subject)"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -73,13 +91,16 @@ def _loopback(host: str) -> bool:
 class MailSink:
     """An SMTP server on loopback writing into a Maildir; ``port=0`` picks a free port."""
 
-    def __init__(self, maildir: Path | str, host: str = "127.0.0.1", port: int = 8025) -> None:
+    def __init__(
+        self, maildir: Path | str, host: str = "127.0.0.1", port: int = 8025, *, on_message: OnMessage | None = None,
+    ) -> None:
         if not _loopback(host):
             raise SinkError(f"the mail sink listens on loopback only, not on {host!r}")
         self.maildir = Path(maildir)
         self.host = host
         self.port = port
         self.handler: MaildirHandler | None = None
+        self.on_message = on_message
         self._controller: Controller | None = None
 
     def start(self) -> MailSink:
@@ -91,7 +112,7 @@ class MailSink:
             self.port = free_port(self.host)
         else:
             self._check_port()
-        self.handler = MaildirHandler(self.maildir)
+        self.handler = MaildirHandler(self.maildir, self.on_message)
         controller = Controller(
             self.handler, hostname=self.host, port=self.port, server_hostname="forumflow-sink", ready_timeout=10
         )
@@ -136,8 +157,11 @@ class MailSink:
         self.stop()
 
 
-def run_sink(maildir: Path | str, host: str = "127.0.0.1", port: int = 8025, *, stop: threading.Event | None = None) -> None:
-    """Serve in the foreground until ``stop`` is set, Ctrl-C or SIGTERM."""
+def run_sink(
+    maildir: Path | str, host: str = "127.0.0.1", port: int = 8025, *, stop: threading.Event | None = None,
+    on_message: OnMessage | None = None,
+) -> None:
+    """Serve in the foreground until ``stop`` is set, Ctrl-C or SIGTERM; ``on_message`` hears of every mail stored."""
     stop = stop or threading.Event()
     previous: Any = None
     if threading.current_thread() is threading.main_thread():
@@ -147,7 +171,7 @@ def run_sink(maildir: Path | str, host: str = "127.0.0.1", port: int = 8025, *, 
 
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with MailSink(maildir, host, port):
+        with MailSink(maildir, host, port, on_message=on_message):
             while not stop.wait(0.5):
                 pass
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -52,5 +53,8 @@ def test_demo_runs_the_review_flow_through_prefect(
     assert ran > 10
     assert check_demo(tmp_path / "data" / "demo.db", text) == ran
     assert after[1] - before[1] == ran
+    assert "#1 Joint agro-industrial park on the Chelyabinsk–Harbin corridor [industry]" in text  # not read as markup
+    # The UI hint names the Prefect home in force (the test session's), not <data dir>/prefect.
+    assert f"PREFECT_HOME={shlex.quote(os.environ['PREFECT_HOME'])} " in text
     maildir = mailbox.Maildir(tmp_path / "data" / "demo-maildir", create=False)
     assert {m["Content-Language"] for m in maildir} == {"en", "ru", "zh"}

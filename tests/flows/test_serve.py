@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,11 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
             return done if done >= {"review", "dispatch"} else None
 
         assert _wait_for(completed, 150, "scheduled runs of review and dispatch") >= {"review", "dispatch"}
-        deployments = {d["name"]: d for d in _post(f"{api}/deployments/filter", {})}
-        assert set(deployments) == {"review", "dispatch"}
+        flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
+        deployments = {f"{flows[d['flow_id']]}/{d['name']}": d for d in _post(f"{api}/deployments/filter", {})}
+        assert set(deployments) == {"review/serve", "dispatch/serve"}  # never the pool's review/pool, dispatch/pool
         intervals = {name: d["schedules"][0]["schedule"]["interval"] for name, d in deployments.items()}
-        assert intervals == {"review": 60, "dispatch": 120}
+        assert intervals == {"review/serve": 60, "dispatch/serve": 120}
         assert "review every 1 min, dispatch every 2 min" in Path(log.name).read_text()
 
         def gaps() -> dict[str, set[float]] | None:
@@ -81,7 +83,7 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
                 return None
             return {name: {(b - a).total_seconds() for a, b in itertools.pairwise(starts)} for name, starts in planned.items()}
 
-        assert _wait_for(gaps, 90, "the planned runs of both deployments") == {"review": {60.0}, "dispatch": {120.0}}
+        assert _wait_for(gaps, 90, "the planned runs of both deployments") == {"review/serve": {60.0}, "dispatch/serve": {120.0}}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -90,8 +92,65 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         log.close()
+    port = api.split(":")[-1].split("/")[0]
+    lines = Path(log.name).read_text().splitlines()
+    # After Ctrl-C: the local server's end, then serve's own last line.
+    assert lines[-2:] == [f"local Prefect server on 127.0.0.1:{port} stopped", "forumflow serve stopped"], lines[-5:]
     server_gone = subprocess.run(
-        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {api.split(':')[-1].split('/')[0]}"],
+        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
         capture_output=True, check=False,
     )
     assert server_gone.returncode == 1, "the local Prefect server outlived forumflow serve"
+
+
+def _deploy(client: Any, flow: str, name: str, *, pool: str | None = None, paused: bool = False) -> Any:
+    flow_id = client.create_flow_from_name(flow)
+    return client.create_deployment(flow_id=flow_id, name=name, work_pool_name=pool, paused=paused)
+
+
+def test_serve_refuses_next_to_active_pool_deployments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from flows.serve import active_pool_deployments
+
+    pool = f"forumflow-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        made = [
+            _deploy(client, "review", "serve"),  # what forumflow serve registers: no work pool
+            _deploy(client, "dispatch", "pool", pool=pool, paused=True),  # paused: no harm
+            _deploy(client, "unrelated", "pool", pool=pool),
+        ]
+        try:
+            assert active_pool_deployments() == []
+            made.append(_deploy(client, "review", "pool", pool=pool))
+            assert active_pool_deployments() == ["review/pool"]
+
+            monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+            monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+            result = CliRunner().invoke(app, ["serve"], env=dict(os.environ), catch_exceptions=False)
+        finally:
+            for deployment_id in made:
+                client.delete_deployment(deployment_id)
+            client.delete_work_pool(pool)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: the Prefect server at ")
+    assert "already runs review/pool on a work pool" in result.stderr and "prefect deployment delete review/pool" in result.stderr
+
+
+def test_serve_against_an_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from notifications.sink import free_port
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["serve"], env=dict(os.environ), catch_exceptions=False)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "cannot be reached" in result.stderr
