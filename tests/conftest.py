@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -24,6 +25,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="forumflow-prefect-"))
 os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_prefect_console_on_root() -> None:
+    """Prefect puts a console handler on the root logger bound to the stderr of the moment it was set up.
+
+    Under pytest that may be a CliRunner's captured stream, closed since: any later warning logged anywhere
+    would print a "Logging error" traceback into the next command's output. Tests read logs through caplog.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if type(h).__name__ == "PrefectConsoleHandler"]:
+        root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ class Result:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
     """Run ``forumflow`` in-process against a fresh SQLite database in tmp_path."""
     monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
     # Commands that run flows export the settings in force into os.environ: restore them after the test.
@@ -36,4 +37,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
         r = runner.invoke(app, list(args), catch_exceptions=False, env=dict(os.environ))
         return Result(r.exit_code, r.stdout, r.stderr)
 
-    return invoke
+    # Prefect, once imported by a command, puts its console handler on the root logger with the stderr of the
+    # moment: here the runner's captured stream, closed after the command. Later tests must not log into it.
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield invoke
+    for handler in [h for h in root.handlers if h not in before]:
+        root.removeHandler(handler)

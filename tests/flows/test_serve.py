@@ -70,7 +70,7 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
         assert set(deployments) == {"review/serve", "dispatch/serve"}  # never the pool's review/pool, dispatch/pool
         intervals = {name: d["schedules"][0]["schedule"]["interval"] for name, d in deployments.items()}
         assert intervals == {"review/serve": 60, "dispatch/serve": 120}
-        assert "review every 1 min, dispatch every 2 min" in Path(log.name).read_text()
+        assert "review/serve every 1 min, dispatch/serve every 2 min" in Path(log.name).read_text()
 
         def gaps() -> dict[str, set[float]] | None:
             """Seconds between the runs the scheduler planned for each deployment."""
