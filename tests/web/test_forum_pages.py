@@ -63,6 +63,7 @@ def test_group_page_for_its_chair(client: TestClient, forum: Engine, clock: Cloc
     assert re.findall(r'<progress id="progress-(\d+)" max="100" value="(\d+)">', measures) == [
         (str(industry["doing"]), "40"), (str(industry["done"]), "0")]
     assert "(2 reports)" in measures and "No progress report yet." in measures
+    assert '<span class="percent">40%</span>' in measures
     assert "Implementing" in measures and "Implemented" in measures
 
     states = section(page, "h-states")
