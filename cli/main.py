@@ -347,6 +347,26 @@ def act(
 
 @app.command()
 @guarded
+def remind(
+    ctx: typer.Context,
+    proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],
+    actor: Annotated[str, typer.Option("--as", help="Handle of the group chair or presiding head sending it.")],
+    expected_version: Annotated[
+        int | None, typer.Option("--expected-version", help="Refuse with exit 5 if the proposal changed since this version.")
+    ] = None,
+) -> None:
+    """Remind everyone else who must act on a proposal now, by mail (at most once a day per proposal)."""
+    from models import session_scope
+
+    rt = runtime(ctx)
+    with session_scope(rt.engine) as session:
+        event = rt.lifecycle.remind_now(session, proposal_id, actor, now=now_utc(), expected_version=expected_version)
+    recipients = ", ".join(event.payload["recipients"])
+    out.print(f"proposal {proposal_id}: reminder by {actor} to {recipients} (mailed with the next dispatch)", markup=False)
+
+
+@app.command()
+@guarded
 def show(
     ctx: typer.Context,
     proposal_id: Annotated[int, typer.Argument(help="Proposal id.")],

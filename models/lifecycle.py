@@ -32,6 +32,7 @@ from models.tables import (
     EndorsementDecision,
     Event,
     GroupMembership,
+    ManualReminder,
     Member,
     PresidingTerm,
     ProgressReport,
@@ -51,6 +52,7 @@ CREATE = "create"
 EDIT = EDIT_ACTION
 # Events the scheduler records without changing the state: they exist so notifications follow.
 NOTICES = frozenset({"remind", "escalate", "handover", "progress_due"})
+REMIND = "remind"
 
 
 @dataclass
@@ -79,6 +81,20 @@ class _Write:
     to_state: str
     values: dict[str, Any]
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reminding:
+    """What a reminder sent by hand would do now: whom it reaches, and the one already sent today, if any."""
+
+    recipients: list[str]
+    sent_today: ManualReminder | None
+    next_day: dt.datetime  # when the next one may be sent, if one was sent today (midnight UTC)
+
+    @property
+    def possible(self) -> bool:
+        """Whether a reminder may be sent now."""
+        return bool(self.recipients) and self.sent_today is None
 
 
 @dataclass(frozen=True)
@@ -452,15 +468,10 @@ class Lifecycle:
         return proposal
 
     # ------------------------------------------------------------------ editing
-    def edit(
-        self, session: Session, proposal_id: int, actor: str, text: ProposalTextEdit, *, now: dt.datetime,
-        expected_version: int | None = None,
-    ) -> Event | None:
-        """Write a new text version of a draft as its author; returns the ``edit`` event, or None if nothing changed.
-
-        The same checks as ``apply`` (not found, stale, state, role and scope), then the fields given in
-        ``text`` replace the current ones. A text equal to the current one writes nothing.
-        """
+    def _edit_checked(
+        self, session: Session, proposal_id: int, actor: str, now: dt.datetime, expected_version: int | None,
+    ) -> tuple[Proposal, dt.datetime]:
+        """The checks of ``edit`` before the text is looked at; raises as ``edit`` would."""
         proposal = find_proposal(session, proposal_id)
         now = check_action_time(session, proposal_id, now)
         if expected_version is not None and proposal.version != expected_version:
@@ -479,6 +490,22 @@ class Lifecycle:
         ctx = self._context(session, proposal, now)
         if actor not in self._holders(ctx, spec):
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
+        return proposal, now
+
+    def check_edit(self, session: Session, proposal_id: int, actor: str, *, now: dt.datetime) -> None:
+        """Raise what ``edit`` would raise before looking at the text; write nothing (a page showing the edit form)."""
+        self._edit_checked(session, proposal_id, actor, now, None)
+
+    def edit(
+        self, session: Session, proposal_id: int, actor: str, text: ProposalTextEdit, *, now: dt.datetime,
+        expected_version: int | None = None,
+    ) -> Event | None:
+        """Write a new text version of a draft as its author; returns the ``edit`` event, or None if nothing changed.
+
+        The same checks as ``apply`` (not found, stale, state, role and scope), then the fields given in
+        ``text`` replace the current ones. A text equal to the current one writes nothing.
+        """
+        proposal, now = self._edit_checked(session, proposal_id, actor, now, expected_version)
         new = {name: getattr(text, name) if getattr(text, name) is not None else getattr(proposal, name) for name in FIELDS}
         changed = [name for name in FIELDS if new[name] != getattr(proposal, name)]
         if not changed:
@@ -494,24 +521,10 @@ class Lifecycle:
         sla = self.workflow.state(state).sla_days
         return entered + dt.timedelta(days=sla) if sla else None
 
-    def apply(
-        self,
-        session: Session,
-        proposal_id: int,
-        action: str,
-        actor: str,
-        *,
-        comment: str = "",
-        percent: int | None = None,
-        now: dt.datetime,
-        expected_version: int | None = None,
-    ) -> list[Event]:
-        """Take ``action`` on a proposal as ``actor`` at ``now``; returns the events written (flushed, not committed).
-
-        Checks role and scope, runs the machine, sets state and deadline, writes the event; an endorsement
-        that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
-        when the action is unknown, impossible, forbidden or stale.
-        """
+    def _checked(
+        self, session: Session, proposal_id: int, action: str, actor: str, now: dt.datetime, expected_version: int | None,
+    ) -> tuple[Proposal, ActionDef, _Context, dt.datetime]:
+        """The checks of ``apply`` that do not depend on the comment or percent; raises as ``apply`` would."""
         if action == EDIT:
             raise InvalidInputError(f"{EDIT!r} takes a new text (a title, a summary or a body): it is not taken as an action")
         if action not in self.actions:
@@ -539,6 +552,34 @@ class Lifecycle:
         ctx = self._context(session, proposal, now)
         if actor not in self._holders(ctx, spec):
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
+        return proposal, spec, ctx, now
+
+    def check(
+        self, session: Session, proposal_id: int, action: str, actor: str, *, now: dt.datetime,
+        expected_version: int | None = None,
+    ) -> None:
+        """Raise what ``apply`` would raise before looking at a comment or percent; write nothing (a page asking to confirm)."""
+        self._checked(session, proposal_id, action, actor, now, expected_version)
+
+    def apply(
+        self,
+        session: Session,
+        proposal_id: int,
+        action: str,
+        actor: str,
+        *,
+        comment: str = "",
+        percent: int | None = None,
+        now: dt.datetime,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        """Take ``action`` on a proposal as ``actor`` at ``now``; returns the events written (flushed, not committed).
+
+        Checks role and scope, runs the machine, sets state and deadline, writes the event; an endorsement
+        that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
+        when the action is unknown, impossible, forbidden or stale.
+        """
+        proposal, spec, ctx, now = self._checked(session, proposal_id, action, actor, now, expected_version)
         comment = comment.strip()
         if NUL in comment:
             raise InvalidInputError("comment must not contain a NUL character")
@@ -735,6 +776,114 @@ class Lifecycle:
         ids = connection.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True), rows).scalars().all()
         log.debug("%d system events on %d proposals", len(writes), len(by_proposal))
         return [int(i) for i in ids]
+
+    # ------------------------------------------------------------------ reminders sent by hand
+    def _reminders_by(self, ctx: _Context) -> set[str]:
+        """Who may send a reminder by hand: the group's chair (and the deputy chair who holds the chair's step on
+        the chair's own proposal), the heads of the presiding region (and the term's deputy who holds their step)."""
+        p, roster = ctx.proposal, ctx.roster
+        who = {ctx.chair}
+        if ctx.chair == p.author and ctx.deputy_chair:
+            who.add(ctx.deputy_chair)
+        return who | roster.presiding_heads() | roster.acting_presiding_heads(p.author)
+
+    def _remind_refusal(self, ctx: _Context, actor: str) -> str:
+        p, roster = ctx.proposal, ctx.roster
+        chair = f"the chair of working group {p.group} ({ctx.chair})"
+        if ctx.chair == p.author and ctx.deputy_chair:
+            chair += f" or its deputy chair ({ctx.deputy_chair}), as the chair wrote it"
+        term = roster.presiding_term
+        presiding = f"the head of the presiding region {term.region}" if term else "the head of the presiding region"
+        if term is not None and term.deputy and p.author in roster.presiding_heads():
+            presiding += f" or its deputy ({term.deputy}), as its head wrote it"
+        return f"{actor} may not send a reminder on proposal {p.id}: only {chair} or {presiding} may"
+
+    @staticmethod
+    def _day_bounds(now: dt.datetime) -> tuple[dt.date, dt.datetime]:
+        """The UTC day of ``now`` and the start of the next one."""
+        day = now.date()
+        return day, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+    def reminders_by(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[str]:
+        """Handles who may send a reminder by hand on ``proposal`` at ``now`` (none once it is final)."""
+        if proposal.state in self.final_states:
+            return []
+        return sorted(self._reminders_by(self._context(session, proposal, utc(now))))
+
+    def reminding(self, session: Session, proposal: Proposal, actor: str, now: dt.datetime) -> Reminding | None:
+        """What a reminder by ``actor`` would do at ``now``; None when ``actor`` may not send one (or it is final)."""
+        now = utc(now)
+        if proposal.state in self.final_states:
+            return None
+        ctx = self._context(session, proposal, now)
+        if actor not in self._reminders_by(ctx):
+            return None
+        return self._reminding(session, ctx, actor, now)
+
+    def _reminding(self, session: Session, ctx: _Context, actor: str, now: dt.datetime) -> Reminding:
+        day, next_day = self._day_bounds(now)
+        sent = session.exec(
+            select(ManualReminder).where(ManualReminder.proposal_id == ctx.proposal.id, ManualReminder.day == day)
+        ).first()
+        recipients = [h for h in self._must_act(ctx) if h != actor]
+        return Reminding(recipients, sent, next_day)
+
+    def remind_now(
+        self, session: Session, proposal_id: int, actor: str, *, now: dt.datetime, expected_version: int | None = None,
+    ) -> Event:
+        """Record a ``remind`` notice by ``actor`` to everyone else who must still act; at most once a UTC day per proposal.
+
+        The event is the member's (the system actor is the scheduler's alone) and names its ``recipients``; the
+        outbox mails them as it does the scheduled reminders. A second reminder on the same day is refused, also
+        when two are sent at the same moment (the unique key of ``manual_reminder`` decides).
+        """
+        if actor == SYSTEM:
+            raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
+        proposal = find_proposal(session, proposal_id)
+        now = check_action_time(session, proposal_id, now)
+        if expected_version is not None and proposal.version != expected_version:
+            raise ConflictError(
+                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
+            )
+        member = session.get(Member, actor)
+        if member is None or not member.active:
+            raise NotFoundError(f"member {actor!r} not found")
+        if proposal.state in self.final_states:
+            raise NotPossibleError(f"proposal {proposal_id} is {proposal.state!r}: nobody has anything left to do")
+        ctx = self._context(session, proposal, now)
+        if actor not in self._reminders_by(ctx):
+            raise NotAllowedError(self._remind_refusal(ctx, actor))
+        state = self._reminding(session, ctx, actor, now)
+        if state.sent_today is not None:
+            sent = state.sent_today
+            raise NotPossibleError(
+                f"proposal {proposal_id} was already reminded today by {sent.member} at {sent.at:%H:%M} UTC; "
+                f"the next reminder may be sent from {state.next_day:%Y-%m-%d %H:%M} UTC"
+            )
+        if not state.recipients:
+            raise NotPossibleError(f"nobody but {actor} must act on proposal {proposal_id} now: there is nobody to remind")
+        mark = ManualReminder(proposal_id=proposal_id, day=now.date(), member=actor, at=now)
+        session.add(mark)
+        try:  # two reminders at the same moment: the second one to write loses here
+            session.flush()
+        except IntegrityError as exc:
+            if not is_unique_violation(exc, "uq_manual_reminder_day"):
+                raise
+            raise ConflictError(
+                f"proposal {proposal_id} was reminded by someone else at the same moment; "
+                f"the next reminder may be sent from {state.next_day:%Y-%m-%d %H:%M} UTC"
+            ) from None
+        payload: dict[str, Any] = {"recipients": state.recipients}
+        from models.review import plan  # the review imports this module
+
+        todo = plan(self.workflow, proposal)
+        if todo is not None:
+            payload["deadline"] = todo.deadline.isoformat()
+        event = self._write(session, proposal, REMIND, actor, proposal.state, {"updated_at": now}, "", payload, now)
+        mark.event_id = event.id
+        session.flush()
+        log.info("proposal %s: reminder by %s to %s", proposal_id, actor, ", ".join(state.recipients))
+        return event
 
     # ------------------------------------------------------------------ the silence procedure
     def close_round(self, session: Session, proposal_id: int, *, now: dt.datetime) -> Event | None:

@@ -257,3 +257,20 @@ class ProgressReport(SQLModel, table=True):
     note: str = ""
     actor: str = Field(foreign_key="member.handle")
     at: dt.datetime = _utc()
+
+
+class ManualReminder(SQLModel, table=True):
+    """A reminder a group chair or the presiding region sent by hand: at most one per proposal and UTC day.
+
+    The unique key (proposal, day) is what holds the limit when two people press the button at once.
+    """
+
+    __tablename__ = "manual_reminder"
+    __table_args__ = (UniqueConstraint("proposal_id", "day", name="uq_manual_reminder_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: int = Field(foreign_key="proposal.id")
+    day: dt.date
+    member: str = Field(foreign_key="member.handle", max_length=40)
+    at: dt.datetime = _utc()
+    event_id: int | None = Field(default=None, foreign_key="event.id")

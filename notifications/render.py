@@ -239,6 +239,7 @@ class Renderer:
             "title": p.title,
             "group": view.group_name,
             "actor": self._labels(lang).system if ev.actor == SYSTEM else view.actor_name,
+            "by_hand": ev.actor != SYSTEM,  # a notice a member sent from the proposal's page (a reminder)
             "action_label": self._action(ev.action, lang),
             "state": self._state(ev.to_state, lang),
             "from_state": self._state(ev.from_state, lang) if ev.from_state else "",

@@ -139,3 +139,25 @@ def test_a_body_file_that_cannot_be_read_is_a_usage_error(ff: Invoke, tmp_path: 
     pid = ff("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Joint agro park").stdout.strip()
     r = ff("edit", pid, "--as", "zhao.lei", "--body-file", str(tmp_path / "missing.md"))
     assert r.code == 2 and r.stderr.startswith("error: --body-file ") and r.stderr.count("\n") == 1
+
+
+def test_remind_by_hand_once_a_day(ff: Invoke) -> None:
+    assert ff("init").code == 0
+    pid = ff("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Joint agro park").stdout.strip()
+    assert ff("act", pid, "submit", "--as", "zhao.lei").code == 0
+    nobody = ff("remind", pid, "--as", "kuznetsov")  # the chair is the one who must act
+    assert nobody.code == 3 and f"nobody but kuznetsov must act on proposal {pid} now" in nobody.stderr
+    assert ff("act", pid, "return", "--as", "kuznetsov", "--comment", "Add the budget").code == 0
+    refused = ff("remind", pid, "--as", "zhao.lei")
+    assert refused.code == 3 and refused.stderr.count("\n") == 1 and "may not send a reminder" in refused.stderr
+    before = view(ff, pid)
+    stale = ff("remind", pid, "--as", "kuznetsov", "--expected-version", str(before["version"] - 1))
+    assert stale.code == 5 and view(ff, pid) == before
+    sent = ff("remind", pid, "--as", "kuznetsov", "--expected-version", str(before["version"]))
+    assert sent.code == 0, sent.stderr
+    assert sent.stdout.strip() == f"proposal {pid}: reminder by kuznetsov to zhao.lei (mailed with the next dispatch)"
+    last = view(ff, pid)["history"][-1]
+    assert (last["action"], last["actor"], last["payload"]["recipients"]) == ("remind", "kuznetsov", ["zhao.lei"])
+    again = ff("remind", pid, "--as", "kuznetsov")
+    assert again.code == 3 and f"proposal {pid} was already reminded today by kuznetsov" in again.stderr
+    assert ff("remind", "99999999999999999999", "--as", "kuznetsov").code == 4

@@ -9,12 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web.deps import CsrfProtected
-from web.pages import actions, auth, forum, groups, language, proposals
+from web.pages import actions, auth, forum, groups, language, proposal, proposals
 
 router = APIRouter(dependencies=[CsrfProtected])
 router.include_router(auth.router)
 router.include_router(actions.router)
 router.include_router(language.router)
+router.include_router(proposal.router)
 router.include_router(proposals.router)
 router.include_router(groups.router)
 router.include_router(forum.router)
