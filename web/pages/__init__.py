@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web.deps import CsrfProtected
-from web.pages import actions, auth, language
+from web.pages import actions, auth, language, profile
 
 router = APIRouter(dependencies=[CsrfProtected])
 router.include_router(auth.router)
 router.include_router(actions.router)
 router.include_router(language.router)
+router.include_router(profile.router)
