@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from models.auth import RateLimit, hit, new_secret, secret_hash
+from models.auth import new_secret, secret_hash
 from models.clock import utc
 from models.db import UTCDateTime
 from models.errors import InvalidInputError, NotFoundError
@@ -31,8 +31,6 @@ NAME_MAX = 100
 USE_GRANULARITY = dt.timedelta(minutes=1)
 # The largest id a token row can have (PostgreSQL INTEGER): larger ids are simply not found.
 MAX_TOKEN_ID = 2**31 - 1
-# Refused tokens a client may send before it must wait (tokens are 256-bit: this only slows down noise).
-FAILED_TOKENS = RateLimit(30, dt.timedelta(minutes=10))
 
 
 def _utc(**kw: Any) -> Any:
@@ -145,11 +143,6 @@ def member_for_token(session: Session, raw: str, *, now: dt.datetime) -> Member 
             .execution_options(synchronize_session=False)
         )
     return member
-
-
-def count_failed_token(session: Session, client: str, *, now: dt.datetime) -> None:
-    """Count a refused token from ``client``; RateLimitedError once it sent too many in the window."""
-    hit(session, f"api-token:client:{client}"[:100], FAILED_TOKENS, now=now)
 
 
 def forget_tokens(session: Session, handles: list[str]) -> int:

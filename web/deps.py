@@ -27,7 +27,6 @@ from models.auth import SignedIn, new_secret, signed_in
 from models.db import session_scope
 from models.runtime import Runtime
 from models.tables import Member
-from models.tokens import count_failed_token
 from models.tokens import member_for_token as member_for_api_token
 from web.errors import CsrfError, NotSignedInError, SignInRequiredError
 from web.i18n import Ui
@@ -99,19 +98,12 @@ _session = APIKeyCookie(
 )
 
 
-def _failed_token(request: Request, runtime: Runtime, now: dt.datetime) -> None:
-    """Count a refused token for the client, in a transaction of its own (the request's is rolled back)."""
-    client = request.client.host if request.client else "unknown"
-    with session_scope(runtime.engine) as counting:
-        count_failed_token(counting, client, now=now)
-
-
 def api_member(
-    request: Request, who: Viewer, db: DbSession, now: Now, runtime: RuntimeDep,
+    request: Request, who: Viewer, db: DbSession, now: Now,
     _token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
     _cookie: Annotated[str | None, Security(_session)] = None,
 ) -> Caller:
-    """The member calling the API, or 401 problem+json (429 after too many bad tokens from one client).
+    """The member calling the API, or 401 problem+json.
 
     An ``Authorization`` header decides alone: a bad token is refused even beside a valid session cookie.
     """
@@ -119,8 +111,7 @@ def api_member(
     if header is not None:
         scheme, _, raw = header.strip().partition(" ")
         member = member_for_api_token(db, raw.strip(), now=now) if scheme.lower() == "bearer" else None
-        if member is None:
-            _failed_token(request, runtime, now)
+        if member is None:  # tokens are 256-bit: guessing is hopeless, so refusals are not counted (no write)
             raise NotSignedInError("the API token is not valid (unknown, revoked, or its member left the forum)")
         return Caller(member, "token")
     if who is None:

@@ -8,6 +8,8 @@ answered 401 by the route).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from web.api import forum, me, proposals
@@ -35,4 +37,38 @@ def create_api(state: WebState) -> FastAPI:
     api.include_router(me.router)
     api.include_router(proposals.router)
     api.include_router(forum.router)
+    _document_choices(api, state)
     return api
+
+
+def _document_choices(api: FastAPI, state: WebState) -> None:
+    """List the forum's states, working groups and actions as ``enum``s of the parameters that take them.
+
+    They come from the forum definition, so the routes take plain strings (and refuse others with 422);
+    the document still tells clients the values that exist.
+    """
+    workflow = state.runtime.definition.workflow
+    choices = {
+        "state": [s.name for s in workflow.states],
+        "group": [g.key for g in state.runtime.definition.working_groups],
+        "action": [a.name for a in workflow.actions if a.roles != ["system"]],
+    }
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = build()
+            for path in document.get("paths", {}).values():
+                for operation in path.values():
+                    for parameter in operation.get("parameters", []):
+                        values = choices.get(parameter.get("name", ""))
+                        if values and parameter.get("in") in ("query", "path"):
+                            schema = {"type": "string", "enum": values}
+                            parameter["schema"] = schema | {"title": parameter.get("schema", {}).get("title", "")}
+            body = document.get("components", {}).get("schemas", {}).get("ProposalIn", {}).get("properties", {})
+            if "group" in body:
+                body["group"] = {"type": "string", "enum": choices["group"], "title": "Group"}
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

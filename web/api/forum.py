@@ -12,7 +12,7 @@ from web.errors import problem_responses
 router = APIRouter(tags=["forum"])
 
 
-@router.get("/forum", response_model=ForumOut, responses=problem_responses(401, 429))
+@router.get("/forum", response_model=ForumOut, responses=problem_responses(401))
 def get_forum(who: ApiMember, db: DbSession, now: Now, state: State) -> ForumOut:
     """Member states, regions with their heads, presiding terms (the current one marked), groups, the workflow."""
     lifecycle = state.runtime.lifecycle

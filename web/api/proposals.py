@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/proposals", tags=["proposals"])
 
-READ = (401, 404, 422, 429)
-WRITE = (401, 403, 404, 409, 412, 422, 428, 429)
+READ = (401, 404, 422)
+WRITE = (400, 401, 403, 404, 409, 412, 422, 428)
 # Text versions and ids beyond these are not found (and never reach the database's integer columns).
 VERSION_MAX = 2**31 - 1
 ETAG_HEADER = {"ETag": {"description": 'The proposal\'s ETag, "{id}-{version}".', "schema": {"type": "string"}}}
@@ -127,13 +127,13 @@ def list_proposals(
         str | None, Query(max_length=QUERY_MAX, description="Text in the title, summary or body (any case), or an id."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=LIMIT_MAX, description="Proposals per page.")] = 20,
-    offset: Annotated[int | None, Query(ge=0, le=OFFSET_MAX, description="How many to skip (or give page).")] = None,
-    page: Annotated[int | None, Query(ge=1, le=OFFSET_MAX // LIMIT_MAX, description="Page number from 1 (or offset).")] = None,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="How many to skip.")] = 0,
+    page: Annotated[
+        int | None, Query(ge=1, le=OFFSET_MAX // LIMIT_MAX, description="Page number from 1 (instead of offset: wins over it)."),
+    ] = None,
 ) -> ProposalListOut:
-    """Proposals matching every filter given, by id, one page at a time."""
-    if offset is not None and page is not None:
-        raise ApiProblem(422, "give offset or page, not both")
-    start = offset if offset is not None else ((page or 1) - 1) * limit
+    """Proposals matching every filter given, by id, one page at a time (``limit`` with ``offset`` or ``page``)."""
+    start = (page - 1) * limit if page is not None else offset
     lifecycle = state.runtime.lifecycle
     found = search_proposals(
         db, lifecycle, now=now, state=in_state, group=group, overdue=overdue, q=q, limit=limit, offset=start,
@@ -214,7 +214,7 @@ def get_diff(
     "", response_model=ProposalDetailOut, status_code=201,
     responses={
         201: {"headers": {**ETAG_HEADER, "Location": {"description": "The new proposal.", "schema": {"type": "string"}}}},
-        **problem_responses(401, 403, 422, 429),
+        **problem_responses(400, 401, 403, 422),
     },
 )
 def create_proposal(

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from models.inbox import ActionItem
 from models.tables import BODY_MAX, SUMMARY_MAX, TITLE_MAX, Event, Proposal, ProposalText
 
 # Longest comment taken with an action (a page of text); the model adds no limit of its own.
 COMMENT_MAX = 20_000
+# What the models refuse in any text (documented here so clients know): NUL characters; a title also needs
+# something besides spaces and control characters.
+NO_NUL = r"^[^\x00]*$"
+SOME_TEXT = r"^[^\x00]*[^\s\x00-\x1f\x7f-\x9f][^\x00]*$"
+Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX, pattern=SOME_TEXT)]
+Summary = Annotated[str, StringConstraints(max_length=SUMMARY_MAX, pattern=NO_NUL)]
+Body = Annotated[str, StringConstraints(max_length=BODY_MAX, pattern=NO_NUL)]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # a field left out keeps the current text: there is no default to document
 
 
 class ActionOut(BaseModel):
@@ -219,19 +231,26 @@ class ProposalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group: str = Field(max_length=40, description="The working group's key.")
-    title: str = Field(max_length=TITLE_MAX)
-    summary: str = Field(default="", max_length=SUMMARY_MAX)
-    body: str = Field(default="", max_length=BODY_MAX)
+    title: Title
+    summary: Summary = ""
+    body: Body = ""
 
 
 class TextEditIn(BaseModel):
-    """A new text version of a draft: the fields given replace the current ones."""
+    """A new text version of a draft: the fields given replace the current ones (leave a field out to keep it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    title: str | None = Field(default=None, max_length=TITLE_MAX)
-    summary: str | None = Field(default=None, max_length=SUMMARY_MAX)
-    body: str | None = Field(default=None, max_length=BODY_MAX)
+    title: Title | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
+    summary: Summary | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
+    body: Body | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
+
+    @field_validator("title", "summary", "body", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:  # only an explicit null gets here: a field left out keeps its default
+            raise ValueError("leave the field out to keep it; null is not a text")
+        return value
 
 
 class ActionIn(BaseModel):
@@ -239,7 +258,7 @@ class ActionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    comment: str = Field(default="", max_length=COMMENT_MAX)
+    comment: str = Field(default="", max_length=COMMENT_MAX, pattern=NO_NUL)
     percent: int | None = Field(default=None, ge=0, le=100)
 
 
