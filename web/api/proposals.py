@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from sqlmodel import Session
 
-from models.errors import ConflictError, NotAllowedError, NotFoundError
+from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
 from models.lifecycle import Lifecycle, events_of, find_proposal
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
 from models.tables import Proposal
@@ -245,8 +245,8 @@ def edit_proposal(
 
     A text equal to the current one writes nothing and keeps the ETag.
     """
+    edit = text_edit(title=body.title, summary=body.summary, body=body.body)  # bad input first: 422 whatever the ETag
     p = _matching(db, proposal_id, if_match)
-    edit = text_edit(title=body.title, summary=body.summary, body=body.body)
     try:
         state.runtime.lifecycle.edit(db, proposal_id, who.member.handle, edit, now=now, expected_version=p.version)
     except NotAllowedError as exc:
@@ -268,10 +268,13 @@ def take_action(
     body: Annotated[ActionIn | None, Body()] = None, if_match: IfMatch = None,
 ) -> EventsOut:
     """Take an action as the caller; returns the events written (an endorsement may complete consensus too)."""
+    lifecycle = state.runtime.lifecycle
+    if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
+        raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(lifecycle.actions)}")
     p = _matching(db, proposal_id, if_match)
     given = body or ActionIn()
     try:
-        events = state.runtime.lifecycle.apply(
+        events = lifecycle.apply(
             db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
             expected_version=p.version,
         )
