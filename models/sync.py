@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
 from models.auth import forget_members
@@ -56,7 +56,8 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
         session.add(row)
     session.flush()
     forget_members(session, [row.handle for row in gone])  # their web sessions and sign-in links end
-    forget_tokens(session, [row.handle for row in gone])  # and their API tokens
+    # API tokens of every member not in the forum end (also of one deactivated otherwise, e.g. by hand).
+    forget_tokens(session, list(session.exec(select(Member.handle).where(col(Member.active).is_(False)))))
 
     keys = {g.key for g in definition.working_groups}
     for g in definition.working_groups:
