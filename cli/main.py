@@ -570,12 +570,13 @@ def demo(
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (mail, flows, texts, web); each imports its heavy parts lazily."""
-    from cli import flow_commands, mail_commands, text_commands, web_commands
+    from cli import flow_commands, mail_commands, text_commands, token_commands, web_commands
 
     mail_commands.register(app)
     flow_commands.register(app)
     text_commands.register(app)
     web_commands.register(app)
+    token_commands.register(app)
 
 
 _register_extensions()

@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
 from models.auth import forget_members
 from models.tables import GroupMembership, Member, PresidingTerm, Region, WorkingGroup
+from models.tokens import forget_tokens
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
         session.add(row)
     session.flush()
     forget_members(session, [row.handle for row in gone])  # their web sessions and sign-in links end
+    # API tokens of every member not in the forum end (also of one deactivated otherwise, e.g. by hand).
+    forget_tokens(session, list(session.exec(select(Member.handle).where(col(Member.active).is_(False)))))
 
     keys = {g.key for g in definition.working_groups}
     for g in definition.working_groups:

@@ -2,15 +2,18 @@
 
 Its own app keeps its errors problem+json (``web.errors.install_api_handlers``) and its OpenAPI free of
 the pages. Each concern is a module with a ``router``; every unsafe request passes ``csrf_protect``
-(session cookies need the ``X-CSRF-Token`` header; Bearer tokens are exempt).
+(session cookies need the ``X-CSRF-Token`` header; Bearer tokens are exempt; a request with neither is
+answered 401 by the route).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
-from web.api import me
-from web.deps import CsrfProtected
+from web.api import forum, me, proposals
+from web.deps import ApiCsrfProtected
 from web.errors import install_api_handlers, problem_responses
 from web.state import WebState
 
@@ -26,10 +29,46 @@ def create_api(state: WebState) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,  # the interactive docs load scripts from another host
         redoc_url=None,
-        dependencies=[CsrfProtected],
+        dependencies=[ApiCsrfProtected],
         responses=problem_responses(500),
     )
     api.state.web = state
     install_api_handlers(api)
     api.include_router(me.router)
+    api.include_router(proposals.router)
+    api.include_router(forum.router)
+    _document_choices(api, state)
     return api
+
+
+def _document_choices(api: FastAPI, state: WebState) -> None:
+    """List the forum's states, working groups and actions as ``enum``s of the parameters that take them.
+
+    They come from the forum definition, so the routes take plain strings (and refuse others with 422);
+    the document still tells clients the values that exist.
+    """
+    workflow = state.runtime.definition.workflow
+    choices = {
+        "state": [s.name for s in workflow.states],
+        "group": [g.key for g in state.runtime.definition.working_groups],
+        "action": [a.name for a in workflow.actions],  # the system's own (consensus, silence) are refused: 403
+    }
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = build()
+            for path in document.get("paths", {}).values():
+                for operation in path.values():
+                    for parameter in operation.get("parameters", []):
+                        values = choices.get(parameter.get("name", ""))
+                        if values and parameter.get("in") in ("query", "path"):
+                            schema = {"type": "string", "enum": values}
+                            parameter["schema"] = schema | {"title": parameter.get("schema", {}).get("title", "")}
+            body = document.get("components", {}).get("schemas", {}).get("ProposalIn", {}).get("properties", {})
+            if "group" in body:
+                body["group"] = {"type": "string", "enum": choices["group"], "title": "Group"}
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

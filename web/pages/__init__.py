@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web.deps import CsrfProtected
-from web.pages import actions, auth, forum, groups, language, proposal, proposals
+from web.pages import actions, auth, forum, groups, language, profile, proposal, proposals
 
 router = APIRouter(dependencies=[CsrfProtected])
 router.include_router(auth.router)
@@ -19,3 +19,4 @@ router.include_router(proposal.router)
 router.include_router(proposals.router)
 router.include_router(groups.router)
 router.include_router(forum.router)
+router.include_router(profile.router)

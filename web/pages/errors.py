@@ -15,7 +15,7 @@ from models.auth import SignedIn, signed_in
 from models.db import session_scope
 from models.errors import ForumflowError
 from web.deps import here, sign_in_redirect
-from web.errors import CsrfError, SignInRequiredError, extra_headers, status_for
+from web.errors import CsrfError, SignInRequiredError, extra_headers, problem, status_for
 from web.i18n import N_, Ui
 from web.security import SESSION_COOKIE
 from web.state import WebState
@@ -75,6 +75,8 @@ def install_page_handlers(app: FastAPI) -> None:
 
     async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if request.url.path.startswith("/api/"):  # e.g. a path the API's mount cannot match (a newline in it)
+            return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
         return error_page(request, exc.status_code, "", dict(exc.headers or {}))
 
     async def invalid(request: Request, exc: Exception) -> Response:
