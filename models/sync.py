@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from config.definition import ForumDefinition
 from models.auth import forget_members
 from models.tables import GroupMembership, Member, PresidingTerm, Region, WorkingGroup
+from models.tokens import forget_tokens
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
         session.add(row)
     session.flush()
     forget_members(session, [row.handle for row in gone])  # their web sessions and sign-in links end
+    forget_tokens(session, [row.handle for row in gone])  # and their API tokens
 
     keys = {g.key for g in definition.working_groups}
     for g in definition.working_groups:

@@ -15,16 +15,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from models.auth import SignedIn, new_secret, signed_in
 from models.db import session_scope
 from models.runtime import Runtime
+from models.tables import Member
+from models.tokens import count_failed_token
+from models.tokens import member_for_token as member_for_api_token
 from web.errors import CsrfError, NotSignedInError, SignInRequiredError
 from web.i18n import Ui
 from web.security import (
@@ -80,14 +84,51 @@ def viewer(request: Request, db: DbSession, now: Now) -> SignedIn | None:
 Viewer = Annotated[SignedIn | None, Depends(viewer)]
 
 
-def api_member(who: Viewer) -> SignedIn:
-    """The signed-in member, or 401 problem+json."""
+@dataclass(frozen=True)
+class Caller:
+    """Who calls the API: a member, through their browser session or one of their personal API tokens."""
+
+    member: Member
+    via: Literal["session", "token"]
+
+
+# Documents the two ways in (OpenAPI); ``api_member`` reads the headers itself.
+_bearer = HTTPBearer(auto_error=False, description="A personal API token (profile page, or `forumflow token create`).")
+_session = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="The web app's session (unsafe requests also need X-CSRF-Token).",
+)
+
+
+def _failed_token(request: Request, runtime: Runtime, now: dt.datetime) -> None:
+    """Count a refused token for the client, in a transaction of its own (the request's is rolled back)."""
+    client = request.client.host if request.client else "unknown"
+    with session_scope(runtime.engine) as counting:
+        count_failed_token(counting, client, now=now)
+
+
+def api_member(
+    request: Request, who: Viewer, db: DbSession, now: Now, runtime: RuntimeDep,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    _cookie: Annotated[str | None, Security(_session)] = None,
+) -> Caller:
+    """The member calling the API, or 401 problem+json (429 after too many bad tokens from one client).
+
+    An ``Authorization`` header decides alone: a bad token is refused even beside a valid session cookie.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, raw = header.strip().partition(" ")
+        member = member_for_api_token(db, raw.strip(), now=now) if scheme.lower() == "bearer" else None
+        if member is None:
+            _failed_token(request, runtime, now)
+            raise NotSignedInError("the API token is not valid (unknown, revoked, or its member left the forum)")
+        return Caller(member, "token")
     if who is None:
         raise NotSignedInError()
-    return who
+    return Caller(who.member, "session")
 
 
-ApiMember = Annotated[SignedIn, Depends(api_member)]
+ApiMember = Annotated[Caller, Depends(api_member)]
 
 
 def local_path(value: str | None, default: str = "/") -> str:
@@ -184,3 +225,13 @@ async def csrf_protect(request: Request, who: Viewer) -> None:
 
 
 CsrfProtected = Depends(csrf_protect)
+
+
+async def api_csrf_protect(request: Request, who: Viewer) -> None:
+    """``csrf_protect`` for the API, where every route needs a member: a request with no session is left to answer 401."""
+    if who is None:
+        return
+    await csrf_protect(request, who)
+
+
+ApiCsrfProtected = Depends(api_csrf_protect)

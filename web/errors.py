@@ -44,6 +44,17 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
 class NotSignedInError(Exception):
     """The request needs a signed-in member and has none (API: 401)."""
 
+    def __init__(self, detail: str = "sign in first") -> None:
+        super().__init__(detail)
+
+
+class ApiProblem(Exception):
+    """An API answer decided by the route itself (e.g. 412/428 of ``If-Match``), with extension members."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
+
 
 class SignInRequiredError(Exception):
     """A page needs a signed-in member: send the browser to sign in, then back to ``next_path``."""
@@ -105,7 +116,11 @@ def install_api_handlers(app: FastAPI) -> None:
         return problem(status_for(exc), str(exc), headers=extra_headers(exc))
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
-        return problem(401, "sign in first", headers={"WWW-Authenticate": 'Bearer realm="forumflow"'})
+        return problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="forumflow"'})
+
+    async def decided(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiProblem)
+        return problem(exc.status, exc.detail, headers=exc.headers, **exc.extra)
 
     async def csrf(request: Request, exc: Exception) -> Response:
         return problem(403, "missing or wrong CSRF token (send the X-CSRF-Token header of your session)")
@@ -125,6 +140,7 @@ def install_api_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ForumflowError, domain)
     app.add_exception_handler(NotSignedInError, not_signed_in)
+    app.add_exception_handler(ApiProblem, decided)
     app.add_exception_handler(CsrfError, csrf)
     app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -25,7 +25,8 @@ def target_metadata() -> MetaData:
     import models.auth
     import models.outbox
     import models.review
-    import models.tables  # noqa: F401
+    import models.tables
+    import models.tokens  # noqa: F401
 
     return SQLModel.metadata
 

@@ -2,15 +2,16 @@
 
 Its own app keeps its errors problem+json (``web.errors.install_api_handlers``) and its OpenAPI free of
 the pages. Each concern is a module with a ``router``; every unsafe request passes ``csrf_protect``
-(session cookies need the ``X-CSRF-Token`` header; Bearer tokens are exempt).
+(session cookies need the ``X-CSRF-Token`` header; Bearer tokens are exempt; a request with neither is
+answered 401 by the route).
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from web.api import me
-from web.deps import CsrfProtected
+from web.api import forum, me, proposals
+from web.deps import ApiCsrfProtected
 from web.errors import install_api_handlers, problem_responses
 from web.state import WebState
 
@@ -26,10 +27,12 @@ def create_api(state: WebState) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,  # the interactive docs load scripts from another host
         redoc_url=None,
-        dependencies=[CsrfProtected],
+        dependencies=[ApiCsrfProtected],
         responses=problem_responses(500),
     )
     api.state.web = state
     install_api_handlers(api)
     api.include_router(me.router)
+    api.include_router(proposals.router)
+    api.include_router(forum.router)
     return api

@@ -1,0 +1,163 @@
+"""Personal API tokens: a member's scripts send one as ``Authorization: Bearer ...`` instead of a session cookie.
+
+A token is a random string shown to its member once, at creation; only its SHA-256 is stored. It works
+until it is revoked or its member leaves the forum (a deactivated member's tokens are refused at once and
+deleted by the next definition sync). ``last_used_at`` is kept to the minute, so a script calling the API
+in a loop does not write on every request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, update
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from models.auth import RateLimit, hit, new_secret, secret_hash
+from models.clock import utc
+from models.db import UTCDateTime
+from models.errors import InvalidInputError, NotFoundError
+from models.tables import NUL, Member
+
+log = logging.getLogger(__name__)
+
+# Tokens start with this, so a leaked one is recognisable (e.g. by secret scanners) and never mistaken for a session id.
+PREFIX = "ffp_"
+NAME_MAX = 100
+# ``last_used_at`` is written at most once per this interval and token.
+USE_GRANULARITY = dt.timedelta(minutes=1)
+# The largest id a token row can have (PostgreSQL INTEGER): larger ids are simply not found.
+MAX_TOKEN_ID = 2**31 - 1
+# Refused tokens a client may send before it must wait (tokens are 256-bit: this only slows down noise).
+FAILED_TOKENS = RateLimit(30, dt.timedelta(minutes=10))
+
+
+def _utc(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
+
+
+class ApiToken(SQLModel, table=True):
+    """A member's personal API token (its hash), its name, and when it was made, last used and revoked."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    member: str = Field(foreign_key="member.handle", max_length=40, index=True)
+    name: str = Field(max_length=NAME_MAX)
+    created_at: dt.datetime = _utc()
+    last_used_at: dt.datetime | None = _utc(default=None)
+    revoked_at: dt.datetime | None = _utc(default=None)
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created: its row and the raw token, to be shown once."""
+
+    token: ApiToken
+    raw: str
+
+
+def token_name(name: str) -> str:
+    """A token's name, trimmed; InvalidInputError when empty, too long or holding control characters."""
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInputError("name: must not be empty")
+    if len(name) > NAME_MAX:
+        raise InvalidInputError(f"name: at most {NAME_MAX} characters")
+    if NUL in name or any(ord(c) < 32 for c in name):
+        raise InvalidInputError("name: must not contain control characters")
+    return name
+
+
+def _active_member(session: Session, handle: str) -> Member:
+    member = session.get(Member, handle)
+    if member is None or not member.active:
+        raise NotFoundError(f"member {handle!r} not found")
+    return member
+
+
+def create_token(session: Session, handle: str, *, name: str, now: dt.datetime) -> NewToken:
+    """A new token for an active member; only its hash is stored, the raw token is returned once."""
+    now = utc(now)
+    name = token_name(name)
+    member = _active_member(session, handle)
+    raw = PREFIX + new_secret()
+    token_id = session.execute(
+        insert(ApiToken).values(token_hash=secret_hash(raw), member=member.handle, name=name, created_at=now)
+        .returning(col(ApiToken.id))
+    ).scalar_one()
+    row = session.get(ApiToken, token_id)
+    assert row is not None
+    log.info("%s created API token %s (%s)", member.handle, token_id, name)
+    return NewToken(row, raw)
+
+
+def tokens_of(session: Session, handle: str) -> list[ApiToken]:
+    """A member's live (not revoked) tokens, newest first."""
+    query = select(ApiToken).where(ApiToken.member == handle, col(ApiToken.revoked_at).is_(None))
+    return list(session.exec(query.order_by(col(ApiToken.created_at).desc(), col(ApiToken.id).desc())))
+
+
+def revoke_token(session: Session, token_id: int, *, now: dt.datetime, member: str | None = None) -> ApiToken:
+    """Revoke a live token (of ``member`` when given); NotFoundError when there is no such live token."""
+    now = utc(now)
+    row = session.get(ApiToken, token_id) if 0 < token_id <= MAX_TOKEN_ID else None
+    if row is None or row.revoked_at is not None or (member is not None and row.member != member):
+        raise NotFoundError(f"API token {token_id} not found")
+    result = session.execute(
+        update(ApiToken)
+        .where(col(ApiToken.id) == token_id, col(ApiToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # revoked at the same moment elsewhere
+        raise NotFoundError(f"API token {token_id} not found")
+    session.refresh(row)
+    log.info("API token %s of %s revoked", token_id, row.member)
+    return row
+
+
+def member_for_token(session: Session, raw: str, *, now: dt.datetime) -> Member | None:
+    """The active member a live token belongs to, or None; notes when it was used (to the minute)."""
+    now = utc(now)
+    if not raw.startswith(PREFIX) or len(raw) > 200:
+        return None
+    row = session.exec(
+        select(ApiToken).where(ApiToken.token_hash == secret_hash(raw), col(ApiToken.revoked_at).is_(None))
+    ).first()
+    if row is None:
+        return None
+    member = session.get(Member, row.member)
+    if member is None or not member.active:
+        return None
+    if row.last_used_at is None or row.last_used_at <= now - USE_GRANULARITY:
+        session.execute(
+            update(ApiToken)
+            .where(
+                col(ApiToken.id) == row.id,
+                or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - USE_GRANULARITY),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return member
+
+
+def count_failed_token(session: Session, client: str, *, now: dt.datetime) -> None:
+    """Count a refused token from ``client``; RateLimitedError once it sent too many in the window."""
+    hit(session, f"api-token:client:{client}"[:100], FAILED_TOKENS, now=now)
+
+
+def forget_tokens(session: Session, handles: list[str]) -> int:
+    """Delete every token of these members (they left the forum: a definition sync); how many there were."""
+    if not handles:
+        return 0
+    result = session.execute(delete(ApiToken).where(col(ApiToken.member).in_(handles)))
+    count = int(result.rowcount)  # type: ignore[attr-defined]
+    if count:
+        log.info("deleted %d API token(s) of %d member(s) who left the forum", count, len(handles))
+    return count
