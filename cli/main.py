@@ -416,6 +416,9 @@ def list_(
     state: Annotated[str | None, typer.Option("--state", help="Only proposals in this state.")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Only proposals of this working group.")] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="Only open proposals past their deadline.")] = False,
+    search: Annotated[
+        str, typer.Option("--search", help="Only proposals whose title, summary or text has every word (any case).")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Proposals, filtered."""
@@ -428,7 +431,9 @@ def list_(
     if group is not None and group not in {g.key for g in rt.definition.working_groups}:
         fail(f"--group: unknown working group {group!r}; groups: {', '.join(g.key for g in rt.definition.working_groups)}", 2)
     with session_scope(rt.engine) as session:
-        rows = list_proposals(session, rt.lifecycle, now=now_utc(), state=state, group=group, overdue=overdue)
+        rows = list_proposals(
+            session, rt.lifecycle, now=now_utc(), state=state, group=group, overdue=overdue, text=search
+        )
     if as_json:
         print_json(rows)
         return

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import DateTime, UniqueConstraint, event, inspect, text
+from sqlalchemy import DateTime, String, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -55,7 +58,37 @@ def normalise_url(url: str) -> str:
     return url
 
 
+class unicode_lower(GenericFunction[str]):
+    """``lower()`` of any script (Cyrillic too) on every backend, for case-insensitive text search.
+
+    PostgreSQL's own ``lower`` follows the database's LC_CTYPE (any UTF-8 locale lowers every script);
+    SQLite's lowers ASCII only, so SQLite connections get Python's ``str.lower`` as ``ff_lower``.
+    """
+
+    type = String()
+    name = "unicode_lower"
+    inherit_cache = True
+
+
+SQLITE_LOWER = "ff_lower"
+
+
+@compiles(unicode_lower)
+def _lower(element: unicode_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(unicode_lower, "sqlite")
+def _lower_sqlite(element: unicode_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
+def _py_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.create_function(SQLITE_LOWER, 1, _py_lower, deterministic=True)
     cur = dbapi_conn.cursor()
     # The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
     cur.execute("PRAGMA busy_timeout=10000")

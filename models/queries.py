@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
+from models.db import unicode_lower
+from models.errors import InvalidInputError, NotFoundError
 from models.lifecycle import Lifecycle, events_of, find_proposal, presiding_region, utc
-from models.tables import Event, GroupMembership, Member, PresidingTerm, Proposal, ProposalText, Region, WorkingGroup
+from models.tables import (
+    NUL,
+    Event,
+    GroupMembership,
+    Member,
+    PresidingTerm,
+    ProgressReport,
+    Proposal,
+    ProposalText,
+    Region,
+    WorkingGroup,
+)
 
 
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -77,20 +93,150 @@ def proposal_view(session: Session, lifecycle: Lifecycle, proposal_id: int, now:
     return view
 
 
+# ---------------------------------------------------------------------------- finding proposals
+SEARCH_MAX = 200  # characters of a text search
+SEARCH_WORDS = 10
+
+
+@dataclass(frozen=True)
+class ProposalFilters:
+    """What a list of proposals is narrowed to (every interface's list: web page, CSV, API, CLI).
+
+    ``text``: every word must occur in the title, the summary or the body, in any case (Cyrillic too).
+    ``overdue``: open proposals past their deadline.
+    """
+
+    state: str | None = None
+    group: str | None = None
+    overdue: bool = False
+    text: str = ""
+
+    @property
+    def words(self) -> list[str]:
+        """The search words, lower case."""
+        return self.text.lower().split()
+
+    def check(self, lifecycle: Lifecycle) -> ProposalFilters:
+        """These filters with the text tidied, or InvalidInputError naming the first bad one."""
+        wf = lifecycle.workflow
+        if self.state and self.state not in wf.state_names:
+            raise InvalidInputError(f"state: unknown state {self.state!r}; states: {', '.join(wf.state_names)}")
+        groups = [g.key for g in lifecycle.definition.working_groups]
+        if self.group and self.group not in groups:
+            raise InvalidInputError(f"group: unknown working group {self.group!r}; groups: {', '.join(groups)}")
+        text = " ".join(self.text.split())
+        if len(text) > SEARCH_MAX:
+            raise InvalidInputError(f"search: at most {SEARCH_MAX} characters")
+        if len(text.split()) > SEARCH_WORDS:
+            raise InvalidInputError(f"search: at most {SEARCH_WORDS} words")
+        if NUL in text:
+            raise InvalidInputError("search: must not contain a NUL character")
+        return ProposalFilters(self.state or None, self.group or None, self.overdue, text)
+
+
+def _where(lifecycle: Lifecycle, filters: ProposalFilters, now: dt.datetime) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of ``filters`` (checked ones)."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.state:
+        conditions.append(col(Proposal.state) == filters.state)
+    if filters.group:
+        conditions.append(col(Proposal.group) == filters.group)
+    if filters.overdue:
+        conditions += [col(Proposal.deadline) < now, col(Proposal.state).in_(lifecycle.open_states)]
+    for word in filters.words:
+        conditions.append(or_(*(
+            unicode_lower(field).contains(word, autoescape=True)  # % and _ are literal characters here
+            for field in (col(Proposal.title), col(Proposal.summary), col(Proposal.body))
+        )))
+    return conditions
+
+
+def _filtered(lifecycle: Lifecycle, filters: ProposalFilters, now: dt.datetime) -> SelectOfScalar[Proposal]:
+    conditions = _where(lifecycle, filters, now)
+    return select(Proposal).where(and_(*conditions)) if conditions else select(Proposal)
+
+
+def find_proposals(
+    session: Session, lifecycle: Lifecycle, filters: ProposalFilters, *, now: dt.datetime, offset: int = 0,
+    limit: int | None = None, newest_first: bool = False,
+) -> list[Proposal]:
+    """The proposals ``filters`` let through, by id (``newest_first``: highest id first), from ``offset``."""
+    now = utc(now)
+    order = col(Proposal.id).desc() if newest_first else col(Proposal.id)
+    query = _filtered(lifecycle, filters.check(lifecycle), now).order_by(order).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
+
+
+def count_proposals(session: Session, lifecycle: Lifecycle, filters: ProposalFilters, *, now: dt.datetime) -> int:
+    """How many proposals ``filters`` let through."""
+    conditions = _where(lifecycle, filters.check(lifecycle), utc(now))
+    query = select(func.count()).select_from(Proposal)
+    return session.exec(query.where(and_(*conditions)) if conditions else query).one()
+
+
+@dataclass(frozen=True)
+class ProposalPage:
+    """One page of a filtered list: its rows, the page number, the page size and how many match in all."""
+
+    rows: list[Proposal]
+    page: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the whole list has (at least one, perhaps empty)."""
+        return max(1, math.ceil(self.total / self.size))
+
+    @property
+    def first(self) -> int:
+        """The position of the first row on this page in the whole list (1-based; 0 when empty)."""
+        return (self.page - 1) * self.size + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        """The position of the last row on this page in the whole list."""
+        return (self.page - 1) * self.size + len(self.rows)
+
+
+MAX_PAGE = 1_000_000
+
+
+def proposal_page(
+    session: Session, lifecycle: Lifecycle, filters: ProposalFilters, *, now: dt.datetime, page: int = 1,
+    size: int = 25, newest_first: bool = True,
+) -> ProposalPage:
+    """Page ``page`` (1-based) of the filtered list; NotFoundError past the last page (page 1 may be empty)."""
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidInputError(f"page: must be a whole number from 1 to {MAX_PAGE}")
+    if size < 1:
+        raise InvalidInputError("size: must be at least 1")
+    filters = filters.check(lifecycle)
+    total = count_proposals(session, lifecycle, filters, now=now)
+    result = ProposalPage([], page, size, total)
+    if page > result.pages:
+        raise NotFoundError(f"page {page} not found: the list has {result.pages} page(s)")
+    rows = find_proposals(
+        session, lifecycle, filters, now=now, offset=(page - 1) * size, limit=size, newest_first=newest_first
+    )
+    return ProposalPage(rows, page, size, total)
+
+
+def is_overdue(lifecycle: Lifecycle, proposal: Proposal, now: dt.datetime) -> bool:
+    """Open and past its deadline (what the ``overdue`` filter lets through)."""
+    return bool(proposal.deadline and proposal.deadline < utc(now) and proposal.state in lifecycle.open_states)
+
+
 def list_proposals(
     session: Session, lifecycle: Lifecycle, *, now: dt.datetime, state: str | None = None,
-    group: str | None = None, overdue: bool = False,
+    group: str | None = None, overdue: bool = False, text: str = "",
 ) -> list[dict[str, Any]]:
-    """Proposals filtered by state, group and overdue-ness, by id."""
+    """Proposals filtered by state, group, overdue-ness and words of their text, by id."""
     now = utc(now)
-    query = select(Proposal)
-    if state:
-        query = query.where(Proposal.state == state)
-    if group:
-        query = query.where(Proposal.group == group)
-    if overdue:
-        query = query.where(col(Proposal.deadline) < now, col(Proposal.state).in_(lifecycle.open_states))
-    return [proposal_row(p, now) for p in session.exec(query.order_by(col(Proposal.id)))]
+    filters = ProposalFilters(state=state, group=group, overdue=overdue, text=text)
+    return [proposal_row(p, now) for p in find_proposals(session, lifecycle, filters, now=now)]
 
 
 def all_events(session: Session) -> list[dict[str, Any]]:
@@ -166,3 +312,75 @@ def mermaid(lifecycle: Lifecycle) -> str:
         if s.final:
             lines.append(f"    {s.name} --> [*]")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- a working group
+@dataclass(frozen=True)
+class Measure:
+    """A proposal being (or done being) implemented: its progress and its latest report."""
+
+    proposal: Proposal
+    percent: int
+    reports: int
+    last_report: ProgressReport | None
+
+
+@dataclass(frozen=True)
+class GroupOverview:
+    """A working group as its chair follows it: people, proposals by state, overdue ones, measures."""
+
+    group: WorkingGroup
+    members: list[Member]
+    by_state: list[tuple[str, list[Proposal]]]  # every state of the workflow, in its order
+    overdue: list[Proposal]  # by deadline
+    measures: list[Measure]  # in the progress state first, then done; by id
+
+    @property
+    def total(self) -> int:
+        """How many proposals the group has."""
+        return sum(len(rows) for _, rows in self.by_state)
+
+
+def measure_states(lifecycle: Lifecycle) -> list[str]:
+    """The state where progress is reported, then the final states an action leads to from it."""
+    wf = lifecycle.workflow
+    state = wf.progress.state
+    done = [a.dest for a in wf.actions if state in a.source and a.dest in lifecycle.final_states]
+    return [state, *dict.fromkeys(done)]
+
+
+def group_overview(session: Session, lifecycle: Lifecycle, key: str, *, now: dt.datetime) -> GroupOverview:
+    """The working group ``key`` and its proposals; NotFoundError for an unknown key."""
+    now = utc(now)
+    group = session.get(WorkingGroup, key) if len(key) <= 40 and NUL not in key else None
+    if group is None:
+        raise NotFoundError(f"working group {key!r} not found")
+    handles = session.exec(select(GroupMembership.member).where(GroupMembership.group_key == key)).all()
+    members = list(session.exec(select(Member).where(col(Member.handle).in_(handles)).order_by(col(Member.name))))
+    proposals = list(session.exec(select(Proposal).where(Proposal.group == key).order_by(col(Proposal.id))))
+    by_state = [(s, [p for p in proposals if p.state == s]) for s in lifecycle.workflow.state_names]
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    overdue = sorted((p for p in proposals if is_overdue(lifecycle, p, now)), key=lambda p: (p.deadline or far, p.id or 0))
+    order = measure_states(lifecycle)
+    ongoing = sorted((p for p in proposals if p.state in order), key=lambda p: (order.index(p.state), p.id or 0))
+    return GroupOverview(group, members, by_state, overdue, _measures(session, ongoing))
+
+
+def _measures(session: Session, proposals: list[Proposal]) -> list[Measure]:
+    """Each proposal with its number of progress reports and its latest one."""
+    ids = [p.id for p in proposals]
+    reports: dict[int, list[ProgressReport]] = {}
+    if ids:
+        query = select(ProgressReport).where(col(ProgressReport.proposal_id).in_(ids))
+        for r in session.exec(query.order_by(col(ProgressReport.at), col(ProgressReport.id))):
+            reports.setdefault(r.proposal_id, []).append(r)
+    measures = []
+    for p in proposals:
+        mine = reports.get(p.id or 0, [])
+        measures.append(Measure(p, max(0, min(100, p.percent)), len(mine), mine[-1] if mine else None))
+    return measures
+
+
+def member_names(session: Session) -> dict[str, str]:
+    """Every member's name by handle (inactive ones too: they may have written proposals)."""
+    return dict(session.exec(select(Member.handle, Member.name)).all())

@@ -26,6 +26,15 @@ def _ngettext(singular: str, plural: str, n: int) -> str:
     return _catalog.get().ngettext(singular, plural, n)
 
 
+def groups_by_member(definition: ForumDefinition) -> dict[str, list[tuple[str, str]]]:
+    """Each member's working groups (as member, chair or deputy chair), as (key, name), for the navigation."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for g in definition.working_groups:
+        for handle in dict.fromkeys([g.chair, *([g.deputy_chair] if g.deputy_chair else []), *g.members]):
+            found.setdefault(handle, []).append((g.key, g.name))
+    return found
+
+
 class Templates:
     """Renders ``web/templates`` for one forum."""
 
@@ -40,7 +49,9 @@ class Templates:
             auto_reload=False,
         )
         self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
-        self.env.globals.update(forum_name=definition.forum.name, languages=LANGUAGE_NAMES)
+        self.env.globals.update(
+            forum_name=definition.forum.name, languages=LANGUAGE_NAMES, member_groups=groups_by_member(definition)
+        )
         self.labels = Labels.of(definition)
 
     def render(self, name: str, ui: Ui, context: dict[str, Any]) -> str:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web.deps import CsrfProtected
-from web.pages import actions, auth, language
+from web.pages import actions, auth, forum, groups, language, proposals
 
 router = APIRouter(dependencies=[CsrfProtected])
 router.include_router(auth.router)
 router.include_router(actions.router)
 router.include_router(language.router)
+router.include_router(proposals.router)
+router.include_router(groups.router)
+router.include_router(forum.router)
