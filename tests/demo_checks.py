@@ -15,7 +15,7 @@ from models.tables import Event, Proposal
 FINAL_STATES = ["implemented", "implementing", "implementing", "rejected", "withdrawn", "implementing"]
 # Actions the story takes itself (the review's come on top), each exactly this often.
 SCRIPTED = {
-    "create": 6, "return": 1, "withdraw": 1, "reject": 1, "object": 1, "consensus": 2, "approve": 4, "complete": 1,
+    "create": 6, "return": 2, "withdraw": 1, "reject": 1, "object": 1, "consensus": 2, "approve": 4, "complete": 1,
     "report_progress": 6,
 }
 # The printed figures of the review and the event each counts.

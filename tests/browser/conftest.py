@@ -19,8 +19,12 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
+from models import session_scope
+from models.auth import grant_sign_in
 from models.runtime import Runtime, open_runtime
+from models.tables import Member
 from notifications import dispatch_once
+from notifications.signin import sign_in_url
 from notifications.sink import MailSink
 from tests.factories import make_proposal
 from web.server import BackgroundWebServer
@@ -73,6 +77,14 @@ class Site:
             assert body is not None
             links += re.findall(rf"{re.escape(self.url)}/sign-in/continue\?token=[\w-]+", body.get_content())
         return links
+
+    def grant_link(self, handle: str) -> str:
+        """A one-time sign-in link for ``handle``, as ``forumflow web-link`` prints it."""
+        with session_scope(self.runtime.engine) as s:
+            member = s.get(Member, handle)
+            assert member is not None
+            grant = grant_sign_in(s, member, now=wall_clock(), valid=dt.timedelta(minutes=15))
+        return sign_in_url(self.url, grant.token)
 
 
 @pytest.fixture(scope="module")

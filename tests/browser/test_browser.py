@@ -85,6 +85,20 @@ def test_sign_in_from_the_mail_see_my_actions_switch_languages_sign_out(site: Si
     assert f"#{site.proposals['reviewed']}" in current and "Endorse" in current and "Overdue" not in current
     visit(page, checked, "my actions (en)")
 
+    page.get_by_role("link", name="Proposals", exact=True).click()
+    page.wait_for_url(f"{site.url}/proposals")
+    assert page.locator("tr.proposal").count() == len(site.proposals)
+    page.get_by_label("Only overdue").check()
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r".*/proposals\?.*overdue=1"))
+    assert [r.get_attribute("data-id") for r in page.locator("tr.proposal").all()] == [str(site.proposals["overdue"])]
+    visit(page, checked, "proposals, overdue only")
+    page.get_by_role("link", name="Forum", exact=True).click()
+    page.wait_for_url(f"{site.url}/forum")
+    visit(page, checked, "forum")
+    page.get_by_role("link", name="My actions", exact=True).click()
+    page.wait_for_url(f"{site.url}/")
+
     page.get_by_role("link", name="Русский").click()
     page.wait_for_url(f"{site.url}/")
     assert page.locator("html").get_attribute("lang") == "ru"
@@ -131,3 +145,22 @@ def test_a_mail_address_that_is_no_address_is_shown_next_to_the_field(site: Site
     assert re.search(r"Enter a mail address", page.locator("#address-error").inner_text())
     visit(page, checked, "sign-in with an error")
     assert not checked["sign-in with an error"], checked
+
+
+def test_a_chair_reads_the_group_page_in_chinese(site: Site, page: Any) -> None:
+    checked: dict[str, list[str]] = {}
+    zh = translations("zh").gettext
+    page.goto(site.grant_link("kuznetsov"))
+    page.get_by_role("button", name=re.compile("Николай Кузнецов")).click()
+    page.wait_for_url(f"{site.url}/")
+    page.goto(f"{site.url}/language/zh?next=/")
+    page.get_by_role("link", name="Industrial production and agriculture").click()  # his group, from the header
+    page.wait_for_url(f"{site.url}/groups/industry")
+    assert page.locator("html").get_attribute("lang") == "zh"
+    assert f"#{site.proposals['in_review']}" in page.locator("main").inner_text()
+    visit(page, checked, "group (zh)")
+    page.get_by_role("link", name=zh("My actions"), exact=True).click()
+    page.wait_for_url(f"{site.url}/")
+    assert f"#{site.proposals['in_review']}" in page.locator("ol.items").inner_text()  # the chair recommends it
+    visit(page, checked, "my actions of a chair (zh)")
+    assert not any(checked.values()), checked
