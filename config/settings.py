@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_FORUM_FILE = Path(__file__).parent / "forums" / "sco_heads_of_regions.yaml"
 
 
+# Where people reach the web app unless FORUMFLOW_BASE_URL says otherwise.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+
 class Settings(BaseSettings):
     """All knobs of a forumflow installation; every field can be set as FORUMFLOW_<NAME>."""
 
@@ -37,7 +41,7 @@ class Settings(BaseSettings):
     dispatch_interval_minutes: int = 1
 
     base_url: str = Field(
-        default="http://127.0.0.1:8000", description="Where people reach the web app; absolute links in mail start with it."
+        default=DEFAULT_BASE_URL, description="Where people reach the web app; absolute links in mail start with it."
     )
     web_session_hours: float = Field(default=12, gt=0, description="How long a web sign-in lasts.")
     sign_in_link_minutes: float = Field(default=15, gt=0, description="How long a mailed sign-in link is valid.")

@@ -104,7 +104,8 @@ def send_pending(
     with session_scope(engine) as session:
         digests = bundle_digests(session, now=now)
         wipe_messages(session, now=now)  # sign-in links that expired unsent are given up, not sent
-    report = _run_async(_send(engine, config, lifecycle, now=now, limit=limit, policy=policy))
+    renderer = Renderer(lifecycle.definition, base_url=settings.base_url)
+    report = _run_async(_send(engine, config, renderer, now=now, limit=limit, policy=policy))
     report.digests = digests
     with session_scope(engine) as session:
         wipe_messages(session, now=now)  # sign-in links just sent leave the outbox
@@ -172,10 +173,9 @@ def bundle_digests(session: Session, *, now: dt.datetime) -> int:
 
 # ---------------------------------------------------------------------- sending
 async def _send(
-    engine: Engine, config: SmtpConfig, lifecycle: Lifecycle, *, now: dt.datetime, limit: int | None, policy: RetryPolicy,
+    engine: Engine, config: SmtpConfig, renderer: Renderer, *, now: dt.datetime, limit: int | None, policy: RetryPolicy,
 ) -> SendReport:
     report = SendReport()
-    renderer = Renderer(lifecycle.definition)
     async with SmtpPool(config) as pool:
         while limit is None or report.attempted < limit:
             size = BATCH if limit is None else min(BATCH, limit - report.attempted)

@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
@@ -30,6 +31,7 @@ from icalendar import Event as CalendarEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from config.definition import ForumDefinition
+from config.settings import DEFAULT_BASE_URL
 from models.lifecycle import SYSTEM
 from models.tables import Event, Member, Proposal
 from models.textdiff import ChangeSummary
@@ -145,8 +147,9 @@ class _Said:
 class Renderer:
     """Renders mails about events and digests for members of one forum (one instance per run: it caches)."""
 
-    def __init__(self, definition: ForumDefinition) -> None:
+    def __init__(self, definition: ForumDefinition, *, base_url: str = DEFAULT_BASE_URL) -> None:
         self.definition = definition
+        self.base_url = base_url.rstrip("/")
         self.env = environment()
         self.forum_key = definition.forum.key
         self._state_labels = {s.name: s.label or s.name for s in definition.workflow.states}
@@ -173,6 +176,17 @@ class Renderer:
 
     def _field(self, name: str, lang: str) -> str:
         return str(self._labels(lang).fields.get(name, name))
+
+    # ------------------------------------------------------------------ links to the web app
+    def proposal_url(self, pid: int | None, **query: int) -> str:
+        """The absolute link to a proposal's page (``from``/``to``: the page's view of the differences)."""
+        url = f"{self.base_url}/proposals/{pid}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def _action_url(self, event: Event, proposal: Proposal) -> str:
+        """For a notice that asks one particular action: the link to the page that confirms it (GET shows, POST acts)."""
+        action = self.definition.workflow.progress.action if event.action == "progress_due" else ""
+        return f"{self.base_url}/proposals/{proposal.id}/actions/{action}" if action else ""
 
     # ------------------------------------------------------------------ one event
     def _reader(self, view: EventView, member: Member) -> tuple[str, dt.tzinfo, tuple[bool, ...]]:
@@ -204,6 +218,7 @@ class Renderer:
                 for line in change.first
             ],
             "command": f"forumflow diff {p.id} --from {change.from_version} --to {change.to_version}",
+            "diff_url": self.proposal_url(p.id, **{"from": change.from_version, "to": change.to_version}),
         }
 
     def _event_context(self, view: EventView, lang: str, tz: dt.tzinfo, role: tuple[bool, ...]) -> dict[str, Any]:
@@ -219,6 +234,8 @@ class Renderer:
             "forum": self.definition.forum.name,
             "forum_key": self.forum_key,
             "pid": p.id,
+            "url": self.proposal_url(p.id),
+            "action_url": self._action_url(ev, p),
             "title": p.title,
             "group": view.group_name,
             "actor": self._labels(lang).system if ev.actor == SYSTEM else view.actor_name,
@@ -330,7 +347,7 @@ class Renderer:
             said = self._said(view, member)
             items.append({
                 "headline": said.headline, "lead": said.lead, "at": said.ctx["at"], "comment": said.ctx["comment"],
-                "pid": said.ctx["pid"], "text_version": said.ctx["text_version"],
+                "pid": said.ctx["pid"], "text_version": said.ctx["text_version"], "url": said.ctx["url"],
             })
         ctx_digest: dict[str, Any] = {
             "lang": lang,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
+from babel.numbers import format_percent
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
@@ -30,4 +31,5 @@ def group_page(page: MemberPage, db: DbSession, now: Now, key: Annotated[str, Pa
     return page.render(
         "group.html", overview=overview, names=member_names(db), role=role,
         filter_link="/proposals?" + urlencode({"group": overview.group.key}),
+        percent=lambda n: format_percent(n / 100, locale=page.ui.lang),
     )
