@@ -111,9 +111,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             runtime.engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, started by Playwright (which downloads nothing)."""
+    """Debian's Chromium, headless, started by Playwright (which downloads nothing).
+
+    Module scope: while Playwright's sync API is in use, its event loop counts as running in this thread, so
+    tests that call ``asyncio.run`` (Prefect flows, SMTP) must not run before it is closed.
+    """
     if not CHROMIUM.is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
