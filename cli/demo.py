@@ -39,6 +39,9 @@ from models.texts import text_edit
 START = dt.datetime(2022, 9, 1, 9, 15, tzinfo=dt.UTC)
 END = dt.datetime(2023, 8, 31, 18, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
+# The demo ends with a sign-in link for this chair (industry: seeds is implementing, so there is something to do).
+WEB_CHAIR = "kuznetsov"
+WEB_LINK_HOURS = 24
 ONE_HEAD_PER_STATE = ["wang.jianguo", "deshmukh", "seitkazieva", "toktogulov", "khan.ayesha", "petrov", "rakhimov", "karimov"]
 
 Reviewer = Callable[[dt.datetime], dict[str, int]]
@@ -248,9 +251,33 @@ def demo_database(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "demo.db"
 
 
+def web_hint(engine: Engine, definition: ForumDefinition, settings: Settings, path: Path, *, now: dt.datetime) -> str:
+    """How to browse the demo's data in the web app: the command, and a one-time sign-in link for a chair.
+
+    The story's clock lies in the past; the link is valid for ``WEB_LINK_HOURS`` from ``now``, the wall clock.
+    """
+    from models.auth import grant_sign_in
+    from models.tables import Member
+    from notifications.signin import sign_in_url
+
+    group = next(g for g in definition.working_groups if g.chair == WEB_CHAIR)
+    with session_scope(engine) as s:
+        chair = s.get(Member, WEB_CHAIR)
+        assert chair is not None
+        grant = grant_sign_in(s, chair, now=now, valid=dt.timedelta(hours=WEB_LINK_HOURS))
+        name = chair.name
+    return (
+        f"Browse it in the web app: forumflow --db sqlite:///{path} web   then open, within {WEB_LINK_HOURS} hours, this "
+        f"one-time sign-in link for {name} (chair of {group.name}): {sign_in_url(settings.base_url, grant.token)}"
+    )
+
+
 def run_demo(settings: Settings, definition: ForumDefinition, console: Console, *, fresh: bool = True,
-             prefect: bool = True) -> Path:
-    """Play the demo in ``<data dir>/demo.db`` with mail in ``<data dir>/demo-maildir``; print the story; return the db path."""
+             prefect: bool = True, clock: Callable[[], dt.datetime] | None = None) -> Path:
+    """Play the demo in ``<data dir>/demo.db`` with mail in ``<data dir>/demo-maildir``; print the story; return the db path.
+
+    ``clock`` (default: the wall clock) dates the web sign-in link printed at the end.
+    """
     import notifications
     from notifications.sink import MailSink
 
@@ -292,6 +319,9 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
     _print_story(console, engine, definition, story)
     _print_mail(console, messages, maildir)
     console.print(f"Explore it: forumflow --db sqlite:///{path} list", markup=False)
+    from cli.main import now_utc
+
+    console.print(web_hint(engine, definition, demo_settings, path, now=(clock or now_utc)()), markup=False, soft_wrap=True)
     if prefect:
         console.print(f"Prefect runs ({story.review_runs} review runs): {prefect_ui_hint()}", markup=False)
     console.print(f"Done in {time.perf_counter() - began:.0f} s.", markup=False)

@@ -6,12 +6,16 @@ Prefect is imported inside the commands only: the CLI's action path (``act``, ``
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from models.clock import utc
 from models.errors import ForumflowError, InvalidInputError
+
+if TYPE_CHECKING:
+    from models.runtime import Runtime
+    from web.server import BackgroundWebServer
 
 
 def register(app: typer.Typer) -> None:
@@ -61,8 +65,13 @@ def review(
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", help="Port of the local Prefect server (0: any free port).")] = 4200,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="Also run the web app (on 127.0.0.1).")] = True,
+    web_port: Annotated[int, typer.Option("--web-port", min=0, max=65535, help="Port of the web app (0: any free port).")] = 8000,
 ) -> None:
-    """Serve the review and dispatch flows on their schedules (starts a local Prefect server unless PREFECT_API_URL is set)."""
+    """Serve the review and dispatch flows on their schedules, and the web app beside them (one command for a small forum).
+
+    Starts a local Prefect server unless PREFECT_API_URL is set; Ctrl-C stops everything.
+    """
     from cli.main import fail, out, runtime
 
     rt = runtime(ctx)
@@ -72,13 +81,35 @@ def serve(
         out.print(line, markup=False, highlight=False)
         out.file.flush()
 
+    site = _start_web(rt, web_port) if web else None
     try:
         serve_flows(rt.settings, port=port, announce=say)
     except ForumflowError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:  # before serving began (e.g. while the local server starts)
         pass
+    finally:
+        if site is not None:
+            site.stop()
+            say("web app stopped")
     say("forumflow serve stopped")
+
+
+def _start_web(rt: Runtime, port: int) -> BackgroundWebServer:
+    """The web app in a thread of this process on 127.0.0.1:``port``; mail links of the flows point at it too."""
+    import os
+
+    from cli.main import fail, out
+    from web.server import BackgroundWebServer
+
+    try:
+        site = BackgroundWebServer(rt, host="127.0.0.1", port=port).start()
+    except ForumflowError as exc:
+        fail(str(exc), exc.exit_code)
+    # Flow runs (child processes) read their settings from the environment: the same base URL for their mail.
+    os.environ["FORUMFLOW_BASE_URL"] = site.settings.base_url
+    out.print(f"web app: {site.url}  (links in mail start with {site.settings.base_url})", markup=False, highlight=False)
+    return site
 
 
 def simulate(

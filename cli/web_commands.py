@@ -26,12 +26,9 @@ def web(
     import uvicorn
 
     from web.app import create_app
+    from web.server import settings_for
 
-    settings = rt.settings
-    if "base_url" not in settings.model_fields_set and host not in ("0.0.0.0", "::"):  # noqa: S104 - compared, not bound
-        # Without FORUMFLOW_BASE_URL, links in mail point at where this command listens.
-        shown = f"[{host}]" if ":" in host else host
-        settings = settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
+    settings = settings_for(rt.settings, host, port)  # without FORUMFLOW_BASE_URL, mail links point here
     app = create_app(settings, runtime=rt)
     err.print(
         f"web app on {host}:{port}; links in mail start with {settings.base_url}; Ctrl-C stops",

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import mailbox
 import os
+import re
 import shlex
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from rich.console import Console
 
 from cli.demo import run_demo
 from config import ForumDefinition, Settings
+from models.runtime import open_runtime
 from tests.demo_checks import check_demo
+from web.app import create_app
 
 
 async def _review_runs() -> tuple[int, int]:
@@ -58,3 +63,31 @@ def test_demo_runs_the_review_flow_through_prefect(
     assert f"PREFECT_HOME={shlex.quote(os.environ['PREFECT_HOME'])} " in text
     maildir = mailbox.Maildir(tmp_path / "data" / "demo-maildir", create=False)
     assert {m["Content-Language"] for m in maildir} == {"en", "ru", "zh"}
+    check_web_hint(text, tmp_path / "data" / "demo.db")
+
+
+def check_web_hint(text: str, db: Path) -> None:
+    """The demo ends with the command to browse its database and a sign-in link for a chair, valid against the wall clock."""
+    hint = re.search(
+        r"Browse it in the web app: forumflow --db (sqlite:///\S+) web .+ within 24 hours, .+ for Николай Кузнецов "
+        r"\(chair of Industrial production and agriculture\): (http://127\.0\.0\.1:8000/sign-in/continue\?token=[\w-]+)",
+        text,
+    )
+    assert hint, text[-2000:]
+    assert hint.group(1) == f"sqlite:///{db}"
+    runtime = open_runtime(Settings(database_url=hint.group(1), data_dir=db.parent))
+    link = hint.group(2)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        late = TestClient(create_app(runtime=runtime, clock=lambda: now + dt.timedelta(hours=24, minutes=5)))
+        assert late.get(link).status_code == 410  # expired a day after the demo, by the wall clock
+        browser = TestClient(create_app(runtime=runtime, clock=lambda: now + dt.timedelta(hours=23)),
+                             base_url="http://127.0.0.1:8000", follow_redirects=False)
+        page = browser.get(link)
+        assert page.status_code == 200 and "Continue as Николай Кузнецов" in page.text
+        form = {"token": link.split("token=")[1], "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]}  # type: ignore[index]
+        assert browser.post("/sign-in/continue", data=form).status_code == 303
+        inbox = browser.get("/")
+        assert inbox.status_code == 200 and "Network of seed-testing laboratories" in inbox.text  # his implementing measure
+    finally:
+        runtime.engine.dispose()

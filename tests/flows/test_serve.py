@@ -47,7 +47,7 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
     }
     log = (tmp_path / "serve.log").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import main; main()", "serve", "--port", "0"],
+        [sys.executable, "-c", "from cli.main import main; main()", "serve", "--port", "0", "--web-port", "0"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     try:
@@ -57,6 +57,10 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
 
         api = _wait_for(ui_url, 150, "the Prefect server") + "/api"
         assert (tmp_path / "data" / "prefect" / "prefect.db").is_file()  # the server's home is in the data dir
+        web = re.search(r"web app: (http://127\.0\.0\.1:\d+)", Path(log.name).read_text())
+        assert web, "serve did not start the web app"
+        with urllib.request.urlopen(f"{web.group(1)}/sign-in", timeout=10) as page:  # beside the flows
+            assert page.status == 200
 
         def completed() -> set[str] | None:
             flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
