@@ -468,10 +468,13 @@ class Lifecycle:
         return proposal
 
     # ------------------------------------------------------------------ editing
-    def _edit_checked(
+    def _load(
         self, session: Session, proposal_id: int, actor: str, now: dt.datetime, expected_version: int | None,
     ) -> tuple[Proposal, dt.datetime]:
-        """The checks of ``edit`` before the text is looked at; raises as ``edit`` would."""
+        """The proposal and ``now`` in UTC, after the checks every change by a member starts with.
+
+        Not found (proposal or active member), a time before the proposal's newest event, a stale version.
+        """
         proposal = find_proposal(session, proposal_id)
         now = check_action_time(session, proposal_id, now)
         if expected_version is not None and proposal.version != expected_version:
@@ -481,6 +484,13 @@ class Lifecycle:
         member = session.get(Member, actor)
         if member is None or not member.active:
             raise NotFoundError(f"member {actor!r} not found")
+        return proposal, now
+
+    def _edit_checked(
+        self, session: Session, proposal_id: int, actor: str, now: dt.datetime, expected_version: int | None,
+    ) -> tuple[Proposal, dt.datetime]:
+        """The checks of ``edit`` before the text is looked at; raises as ``edit`` would."""
+        proposal, now = self._load(session, proposal_id, actor, now, expected_version)
         spec = self.edit_action
         if proposal.state not in spec.source:
             raise NotPossibleError(
@@ -536,15 +546,7 @@ class Lifecycle:
             raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
         if SYSTEM in spec.roles:
             raise NotAllowedError(f"{actor} may not {action}: only the system (scheduled review) may")
-        proposal = find_proposal(session, proposal_id)
-        now = check_action_time(session, proposal_id, now)
-        if expected_version is not None and proposal.version != expected_version:
-            raise ConflictError(
-                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
-            )
-        member = session.get(Member, actor)
-        if member is None or not member.active:
-            raise NotFoundError(f"member {actor!r} not found")
+        proposal, now = self._load(session, proposal_id, actor, now, expected_version)
         if proposal.state not in spec.source:
             raise NotPossibleError(
                 f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}"
@@ -839,15 +841,7 @@ class Lifecycle:
         """
         if actor == SYSTEM:
             raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
-        proposal = find_proposal(session, proposal_id)
-        now = check_action_time(session, proposal_id, now)
-        if expected_version is not None and proposal.version != expected_version:
-            raise ConflictError(
-                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
-            )
-        member = session.get(Member, actor)
-        if member is None or not member.active:
-            raise NotFoundError(f"member {actor!r} not found")
+        proposal, now = self._load(session, proposal_id, actor, now, expected_version)
         if proposal.state in self.final_states:
             raise NotPossibleError(f"proposal {proposal_id} is {proposal.state!r}: nobody has anything left to do")
         ctx = self._context(session, proposal, now)
