@@ -85,6 +85,26 @@ def test_sign_in_from_the_mail_see_my_actions_switch_languages_sign_out(site: Si
     assert f"#{site.proposals['reviewed']}" in current and "Endorse" in current and "Overdue" not in current
     visit(page, checked, "my actions (en)")
 
+    reviewed = site.proposals["reviewed"]
+    page.get_by_role("link", name=re.compile(rf"^#{reviewed} ")).click()
+    page.wait_for_url(f"{site.url}/proposals/{reviewed}")
+    assert page.get_by_role("heading", name=re.compile(rf"^#{reviewed} "), level=1).is_visible()
+    india = page.locator("li.state-row", has_text="India")
+    assert "is-waiting" in (india.get_attribute("class") or "")
+    assert not page.locator("li.event-endorse").count()
+    visit(page, checked, "proposal (en)")
+    page.get_by_role("button", name="Endorse for own region").click()
+    page.wait_for_url(f"{site.url}/proposals/{reviewed}?done=endorse")
+    assert page.get_by_role("status").inner_text() == "Done: Endorse for own region."
+    endorsed = page.locator("li.event-endorse")
+    assert endorsed.count() == 1 and "Priya Deshmukh" in endorsed.inner_text()  # the timeline shows her endorsement
+    assert "is-endorsed" in (india.get_attribute("class") or "") and "Priya Deshmukh" in india.inner_text()
+    assert not page.get_by_role("button", name="Endorse for own region").count()  # once per region
+    visit(page, checked, "proposal after endorsing (en)")
+    page.get_by_role("link", name="My actions", exact=True).click()
+    page.wait_for_url(f"{site.url}/")
+    assert page.locator("ol.items > li").count() == 1  # only the overdue round still waits on her
+
     page.get_by_role("link", name="Proposals", exact=True).click()
     page.wait_for_url(f"{site.url}/proposals")
     assert page.locator("tr.proposal").count() == len(site.proposals)
