@@ -6,6 +6,7 @@ browser. Without Chromium the suite is skipped locally; in CI it fails.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import os
@@ -132,12 +133,19 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser profile (no cookies) reading English, on a small phone-sized screen."""
+@contextlib.contextmanager
+def fresh_page(browser: Any) -> Iterator[Any]:
+    """A page in a fresh browser profile (no cookies) reading English, on a small phone-sized screen."""
     context = browser.new_context(locale="en-GB", viewport={"width": 390, "height": 844})
     context.set_default_timeout(10_000)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser profile (no cookies) reading English, on a small phone-sized screen."""
+    with fresh_page(browser) as fresh:
+        yield fresh

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Site
-from web.i18n import translations
+from tests.browser.conftest import Site, fresh_page
+from tests.factories import ONE_HEAD_PER_STATE
+from web.i18n import Labels, Ui, translations
 
 pytestmark = pytest.mark.browser
 
@@ -84,6 +88,26 @@ def test_sign_in_from_the_mail_see_my_actions_switch_languages_sign_out(site: Si
     assert f"#{site.proposals['overdue']}" in overdue and "Overdue" in overdue
     assert f"#{site.proposals['reviewed']}" in current and "Endorse" in current and "Overdue" not in current
     visit(page, checked, "my actions (en)")
+
+    reviewed = site.proposals["reviewed"]
+    page.get_by_role("link", name=re.compile(rf"^#{reviewed} ")).click()
+    page.wait_for_url(f"{site.url}/proposals/{reviewed}")
+    assert page.get_by_role("heading", name=re.compile(rf"^#{reviewed} "), level=1).is_visible()
+    india = page.locator("li.state-row", has_text="India")
+    assert "is-waiting" in (india.get_attribute("class") or "")
+    assert not page.locator("li.event-endorse").count()
+    visit(page, checked, "proposal (en)")
+    page.get_by_role("button", name="Endorse for own region").click()
+    page.wait_for_url(f"{site.url}/proposals/{reviewed}?done=endorse")
+    assert page.get_by_role("status").inner_text() == "Done: Endorse for own region."
+    endorsed = page.locator("li.event-endorse")
+    assert endorsed.count() == 1 and "Priya Deshmukh" in endorsed.inner_text()  # the timeline shows her endorsement
+    assert "is-endorsed" in (india.get_attribute("class") or "") and "Priya Deshmukh" in india.inner_text()
+    assert not page.get_by_role("button", name="Endorse for own region").count()  # once per region
+    visit(page, checked, "proposal after endorsing (en)")
+    page.get_by_role("link", name="My actions", exact=True).click()
+    page.wait_for_url(f"{site.url}/")
+    assert page.locator("ol.items > li").count() == 1  # only the overdue round still waits on her
 
     page.get_by_role("link", name="Proposals", exact=True).click()
     page.wait_for_url(f"{site.url}/proposals")
@@ -164,3 +188,90 @@ def test_a_chair_reads_the_group_page_in_chinese(site: Site, page: Any) -> None:
     assert f"#{site.proposals['in_review']}" in page.locator("ol.items").inner_text()  # the chair recommends it
     visit(page, checked, "my actions of a chair (zh)")
     assert not any(checked.values()), checked
+
+
+@contextlib.contextmanager
+def signed_in(browser: Any, site: Site, handle: str) -> Iterator[Any]:
+    """A fresh browser profile signed in as ``handle`` through a one-time link (as ``forumflow web-link`` gives)."""
+    with fresh_page(browser) as page:
+        page.goto(site.grant_link(handle))
+        page.locator("main form button[type=submit]").click()  # "Continue as ...", in the member's language
+        page.wait_for_url(f"{site.url}/")
+        yield page
+
+
+def test_a_proposal_from_draft_to_approval_in_three_languages(site: Site, browser: Any) -> None:
+    checked: dict[str, list[str]] = {}
+    ru, zh = translations("ru").gettext, translations("zh").gettext
+    labels = Labels.of(site.runtime.definition)
+    ru_ui, zh_ui = Ui("ru", dt.UTC, labels), Ui("zh", dt.UTC, labels)
+    assert zh_ui.action("submit") != "Submit to the working group" and ru_ui.action("approve") != "Approve"
+
+    with signed_in(browser, site, "zhao.lei") as page:  # the author reads Chinese
+        assert page.locator("html").get_attribute("lang") == "zh"
+        page.get_by_role("link", name="Industrial production and agriculture").click()
+        page.wait_for_url(f"{site.url}/groups/industry")
+        page.get_by_role("link", name=zh("New proposal")).click()
+        page.wait_for_url(f"{site.url}/proposals/new?group=industry")
+        assert page.get_by_role("heading", name=zh("New proposal"), level=1).is_visible()
+        visit(page, checked, "new proposal (zh)")
+        page.get_by_label(zh("Title")).fill("Shared grain terminal")
+        page.get_by_label(zh("Summary")).fill("A grain terminal shared by the regions.")
+        page.get_by_label(zh("Text"), exact=True).fill("The regions build one terminal.")
+        page.get_by_role("button", name=zh("Create the draft")).click()
+        page.wait_for_url(re.compile(r".*/proposals/\d+\?done=create$"))
+        pid = int(re.findall(r"/proposals/(\d+)", page.url)[0])
+        assert page.get_by_role("status").inner_text() == zh("The proposal was created as a draft.")
+        page.get_by_role("link", name=zh("Edit the text")).click()
+        page.wait_for_url(f"{site.url}/proposals/{pid}/edit")
+        visit(page, checked, "edit the text (zh)")
+        page.get_by_label(zh("Text"), exact=True).fill("The regions build and share one terminal.")
+        page.get_by_role("button", name=zh("Save the new version")).click()
+        page.wait_for_url(f"{site.url}/proposals/{pid}?done=edit")
+        assert page.locator("li.event-edit").count() == 1
+        page.get_by_role("button", name=zh_ui.action("submit")).click()
+        page.wait_for_url(f"{site.url}/proposals/{pid}?done=submit")
+        assert zh_ui.state("in_review") in page.locator("p.meta .state").inner_text()
+        visit(page, checked, "proposal submitted (zh)")
+
+    with signed_in(browser, site, "kuznetsov") as page:  # the chair reads Russian; he comes from a mail's action link
+        assert page.locator("html").get_attribute("lang") == "ru"
+        page.goto(f"{site.url}/proposals/{pid}/actions/recommend")
+        assert page.get_by_role("heading", name=ru_ui.action("recommend"), level=1).is_visible()
+        visit(page, checked, "confirm recommend (ru)")
+        page.get_by_role("button", name=ru_ui.action("recommend")).click()
+        page.wait_for_url(f"{site.url}/proposals/{pid}?done=recommend")
+        assert page.get_by_role("heading", name=ru("Endorsement round %(n)s") % {"n": 1}).is_visible()
+
+    for i, head in enumerate(ONE_HEAD_PER_STATE):  # every member state endorses: consensus
+        with signed_in(browser, site, head) as page:
+            if head == "deshmukh":  # reads English; switches to Russian on the proposal's page
+                page.goto(f"{site.url}/proposals/{pid}")
+                page.get_by_role("link", name="Русский").click()
+                page.wait_for_url(f"{site.url}/proposals/{pid}")
+                assert page.locator("html").get_attribute("lang") == "ru"
+                visit(page, checked, "proposal in its round (ru)")
+            else:
+                page.goto(f"{site.url}/proposals/{pid}")
+            page.locator("#act-endorse button[type=submit]").click()
+            page.wait_for_url(f"{site.url}/proposals/{pid}?done=endorse")
+            assert page.locator("li.state-row.is-endorsed").count() == i + 1
+
+    with signed_in(browser, site, "nurlanov") as page:  # head of the presiding region (KZ-55) in Russian ...
+        assert page.locator("html").get_attribute("lang") == "ru"
+        assert f"#{pid}" in page.locator("ol.items").inner_text()  # the approval waits on him
+        page.get_by_role("link", name="中文").click()  # ... switches to Chinese
+        page.wait_for_url(f"{site.url}/")
+        page.get_by_role("link", name=re.compile(rf"^#{pid} ")).click()
+        page.wait_for_url(f"{site.url}/proposals/{pid}")
+        assert page.locator("li.event-consensus").count() == 1
+        assert zh_ui.state("endorsed") in page.locator("p.meta .state").inner_text()
+        page.get_by_role("button", name=zh_ui.action("approve")).click()
+        page.wait_for_url(f"{site.url}/proposals/{pid}?done=approve")
+        assert zh_ui.state("implementing") in page.locator("p.meta .state").inner_text()
+        approved = page.locator("li.event-approve")
+        assert approved.count() == 1 and "Ерлан Нурланов" in approved.inner_text()
+        assert page.get_by_role("heading", name=zh("Implementation")).is_visible()
+        visit(page, checked, "proposal approved (zh)")
+
+    assert not any(checked.values()), {name: found for name, found in checked.items() if found}
