@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import func, select
 
 from cli.console import plain
+from cli.events import event_note
 from config.definition import ForumDefinition
 from config.settings import Settings
 from models import Lifecycle, create_schema, events_of, make_engine, session_scope, sync_definition
@@ -340,7 +341,7 @@ def _print_story(console: Console, engine: Engine, definition: ForumDefinition, 
             table = Table("when (UTC)", "action", "from → to", "actor", "note", title=plain(f"#{pid} {p.title} [{p.group}]"))
             for e in events:
                 table.add_row(*map(plain, (f"{e.at:%Y-%m-%d %H:%M}", e.action, f"{e.from_state or '·'} → {e.to_state}", e.actor,
-                                           _note(e))))
+                                           event_note(e.action, e.comment, e.payload))))
             console.print(table)
             kinds = Counter(e.action for e in events)
             summary.add_row(*map(plain, (pid, p.group, p.state, len(events), kinds["remind"] + kinds["progress_due"],
@@ -350,29 +351,6 @@ def _print_story(console: Console, engine: Engine, definition: ForumDefinition, 
     by_kind = ", ".join(f"{k} {v}" for k, v in sorted(story.review_events.items()) if v)
     console.print(f"{total} events; the review flow ran {story.review_runs} times and wrote: {by_kind or 'nothing'}",
                   markup=False)
-
-
-def _note(e: Event) -> str:
-    p = e.payload or {}
-    if e.action == "remind":
-        return f"{p.get('offset_days')} d before deadline → {', '.join(p.get('recipients', []))}"
-    if e.action in ("escalate", "progress_due"):
-        level = f"level {p['level']} " if "level" in p else ""
-        return f"{level}→ {', '.join(p.get('recipients', []))}"
-    if e.action == "handover":
-        return f"{p.get('from_region')} → {p.get('to_region')}"
-    if e.action == "silence":
-        return f"nobody objected; endorsed by {', '.join(p.get('endorsed_by', []))}"
-    if e.action == "report_progress":
-        return f"{p.get('percent')}% {e.comment}"
-    if e.action == "edit":
-        return f"text version {p.get('text_version')} ({', '.join(p.get('fields', []))})"
-    if p.get("earlier_endorsers"):
-        change = p.get("text_change", {})
-        versions = f"text v{change.get('from_version')} → v{change.get('to_version')}"
-        asked = f"{versions}; asked again: {', '.join(p['earlier_endorsers'])}"
-        return f"{e.comment} ({asked})" if e.comment else asked
-    return e.comment
 
 
 def _print_mail(console: Console, messages: list[mailbox.MaildirMessage], maildir: Path) -> None:

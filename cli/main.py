@@ -21,6 +21,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from cli.console import make_console, plain
+from cli.events import event_note
 from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
 from models.clock import check_recorded_at, utc
@@ -402,11 +403,11 @@ def show(
 
 
 def _print_history(history: list[dict[str, Any]]) -> None:
-    table = Table("#", "at (UTC)", "action", "from → to", "actor", "comment", title="History")
+    table = Table("#", "at (UTC)", "action", "from → to", "actor", "note", title="History")
     for e in history:
         table.add_row(*map(plain, (
             e["seq"], e["at"][:16].replace("T", " "), e["action"], f"{e['from_state'] or '·'} → {e['to_state']}",
-            e["actor"], e["comment"],
+            e["actor"], event_note(e["action"], e["comment"], e["payload"]),
         )))
     out.print(table)
 

@@ -109,17 +109,30 @@ class PresidingTerm(_Strict):
 
 
 class WorkingGroup(_Strict):
-    """An ad hoc working group: key, name, chair, deputy chair and members (handles).
+    """An ad hoc working group: key, name, its name in other languages, chair, deputy chair and members (handles).
 
-    ``deputy_chair`` takes the chair's steps that the no-self rule bars the chair from: recommending a
-    proposal the chair wrote.
+    ``name`` is the English (default) name; ``names`` gives it in the other languages members read, as
+    members' names are given in their own language. ``deputy_chair`` takes the chair's steps that the
+    no-self rule bars the chair from: recommending a proposal the chair wrote.
     """
 
     key: Key
     name: str = Field(min_length=1)
+    names: dict[Language, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
     chair: Handle
     deputy_chair: Handle | None = None
     members: list[Handle] = Field(min_length=1)
+
+    @field_validator("names")
+    @classmethod
+    def _no_english(cls, value: dict[str, str]) -> dict[str, str]:
+        if "en" in value:
+            raise ValueError("the English name is `name`; `names` gives the other languages")
+        return value
+
+    def name_in(self, language: str) -> str:
+        """The group's name in ``language``, else its English name."""
+        return self.names.get(language, self.name)  # type: ignore[call-overload]
 
 
 class Member(_Strict):
@@ -268,6 +281,8 @@ class ForumDefinition(_Strict):
 def _loc(parts: Iterable[Any]) -> str:
     out = ""
     for part in parts:
+        if part == "[key]":  # pydantic's marker for a mapping's key: the key itself is already in the path
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -155,6 +155,7 @@ class Renderer:
         self._state_labels = {s.name: s.label or s.name for s in definition.workflow.states}
         self._action_labels = {a.name: a.label or a.name for a in definition.workflow.actions}
         self._slas = {s.name: s.sla_days for s in definition.workflow.states}
+        self._groups = {g.key: g for g in definition.working_groups}
         self._label_modules: dict[str, Any] = {}
         self._said_cache: dict[tuple[Any, ...], _Said] = {}
 
@@ -176,6 +177,11 @@ class Renderer:
 
     def _field(self, name: str, lang: str) -> str:
         return str(self._labels(lang).fields.get(name, name))
+
+    def _group(self, view: EventView, lang: str) -> str:
+        """The working group's name in ``lang`` as the definition gives it, else the name stored with the group."""
+        group = self._groups.get(view.proposal.group)
+        return group.names[lang] if group is not None and lang in group.names else view.group_name  # type: ignore[index]
 
     # ------------------------------------------------------------------ links to the web app
     def proposal_url(self, pid: int | None, **query: int) -> str:
@@ -237,7 +243,7 @@ class Renderer:
             "url": self.proposal_url(p.id),
             "action_url": self._action_url(ev, p),
             "title": p.title,
-            "group": view.group_name,
+            "group": self._group(view, lang),
             "actor": self._labels(lang).system if ev.actor == SYSTEM else view.actor_name,
             "by_hand": ev.actor != SYSTEM,  # a notice a member sent from the proposal's page (a reminder)
             "action_label": self._action(ev.action, lang),

@@ -91,6 +91,7 @@ def test_chair_heads_and_presiding_region_take_a_proposal_to_implementing(cli: I
     assert [e["action"] for e in view["history"]][:3] == ["create", "submit", "recommend"]
     assert view["history"][-1]["payload"] == {"percent": 40, "text_version": 1}
     assert {a["action"] for a in view["allowed"]} == {"report_progress", "complete"}
+    assert "40% site chosen" in cli("show", pid).stdout  # the percent, as the demo's timeline shows it
 
     hist = cli("history", pid, "--json")
     assert [e["seq"] for e in json.loads(hist.stdout)] == list(range(1, view["version"] + 1))

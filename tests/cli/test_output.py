@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli.demo import prefect_ui_hint
+from cli.events import event_note
 from notifications.sink import free_port
 from tests.cli.conftest import Invoke
 
@@ -100,3 +103,53 @@ def test_prefect_ui_hint_names_the_prefect_home_in_force_and_a_free_port(monkeyp
     monkeypatch.setattr("flows.serve.DEFAULT_PORT", free)
     assert "--port" not in prefect_ui_hint(env) and f"http://127.0.0.1:{free}/runs" in prefect_ui_hint(env)
     assert prefect_ui_hint({"PREFECT_API_URL": "https://prefect.example.org/api"}) == "open https://prefect.example.org/runs"
+
+
+def test_show_and_history_say_whom_notices_went_to_and_the_percent(cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import Settings
+    from models.review import sweep
+    from models.runtime import open_runtime
+
+    clock = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
+    monkeypatch.setattr("cli.main.now_utc", lambda: clock)
+    assert cli("init").code == 0
+    at = (clock - dt.timedelta(days=40)).isoformat()  # in review for 40 days: 10 past the 30-day deadline
+    pid = cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Seed bank", "--at", at).stdout.strip()
+    assert cli("act", pid, "submit", "--as", "zhao.lei", "--comment", "See [annex]", "--at", at).code == 0
+    rt = open_runtime(Settings())
+    try:
+        report = sweep(rt.engine, rt.lifecycle, clock)
+    finally:
+        rt.engine.dispose()
+    assert report.escalations == 2  # 10 days past: the chair, then the presiding region
+    assert cli("act", pid, "recommend", "--as", "kuznetsov").code == 0
+    assert cli("remind", pid, "--as", "kuznetsov").code == 0  # the chair reminds the heads by hand
+
+    monkeypatch.setenv("COLUMNS", "400")  # the heads' sixteen handles on one line of the cell
+    history = json.loads(cli("history", pid, "--json").stdout)
+    escalations = [e for e in history if e["action"] == "escalate"]
+    reminder = next(e for e in history if e["action"] == "remind")
+    for args in (("show", pid), ("history", pid)):
+        text = cli(*args).stdout
+        assert "See [annex]" in text  # a comment, escaped
+        for e in escalations:
+            assert f"level {e['payload']['level']} → {', '.join(e['payload']['recipients'])}" in text
+        assert f"→ {', '.join(reminder['payload']['recipients'])}" in text
+        assert "None" not in text
+
+
+@pytest.mark.parametrize(
+    ("action", "comment", "payload", "note"),
+    [
+        ("report_progress", "Site [A] chosen", {"percent": 30}, "30% Site [A] chosen"),
+        ("remind", "", {"offset_days": 7, "recipients": ["kuznetsov", "petrov"]}, "7 d before deadline → kuznetsov, petrov"),
+        ("remind", "", {"recipients": ["petrov"]}, "→ petrov"),
+        ("escalate", "", {"level": 2, "recipients": ["nurlanov"]}, "level 2 → nurlanov"),
+        ("progress_due", "", {"recipients": ["zhao.lei"], "due": "2026-01-01"}, "→ zhao.lei"),
+        ("handover", "", {"from_region": "RU-CHE", "to_region": "KZ-55", "recipients": ["nurlanov"]},
+         "RU-CHE → KZ-55 → nurlanov"),
+        ("approve", "Good", {}, "Good"),
+    ],
+)
+def test_event_note(action: str, comment: str, payload: dict, note: str) -> None:
+    assert event_note(action, comment, payload) == note

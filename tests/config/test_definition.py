@@ -38,6 +38,10 @@ def test_shipped_forum_is_the_sco_heads_of_regions_forum(definition: ForumDefini
     assert (first.region, first.start, first.end) == ("RU-CHE", dt.date(2020, 10, 29), dt.date(2022, 12, 31))
     assert definition.presiding_terms[1].start == dt.date(2023, 1, 1)
     assert {g.key for g in definition.working_groups} == {"industry", "trade", "science", "education", "tourism"}
+    for group in definition.working_groups:  # every group named in every language members read
+        assert set(group.names) == {"ru", "zh"}, group.key
+        assert group.name_in("en") == group.name and group.name_in("ru") == group.names["ru"]
+    assert definition.working_groups[1].name_in("zh") == "贸易与投资"
     assert {m.language for m in definition.members} == {"en", "ru", "zh"}
     assert all(m.email.endswith("@example.org") for m in definition.members)
 
@@ -78,6 +82,11 @@ BAD: list[tuple[str, list[Any], Any, str, str]] = [
     ("reminder longer than SLA", ["workflow", "states", 1, "reminders"], [40], "workflow.states[1].reminders",
      "shorter than the SLA"),
     ("unknown key", ["forum", "colour"], "blue", "forum.colour", "unknown key"),
+    ("group name in an unknown language", ["working_groups", 0, "names"], {"de": "Industrie"}, "working_groups[0].names.de",
+     "'de' is not allowed"),
+    ("group name in English twice", ["working_groups", 0, "names"], {"en": "Industry"}, "working_groups[0].names",
+     "the English name is `name`"),
+    ("empty group name", ["working_groups", 0, "names", "ru"], "", "working_groups[0].names.ru", "at least 1 character"),
     ("endorsement names unknown action", ["workflow", "endorsement", "endorse"], "vote", "workflow.endorsement.endorse",
      "unknown action 'vote'"),
 ]

@@ -284,6 +284,13 @@ def test_russian_and_chinese_mails_arrive_correctly_encoded(
     assert str(zh_msg["To"]) == "李明 <li.ming@example.org>"
     zh_text = zh_msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert zh_text.startswith("李明，您好！") and "2021年3月22日 17:00" in zh_text
+    # The working group by its name in the reader's language, as the definition gives it (text and HTML).
+    zh_html = zh_msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Промышленное производство и сельское хозяйство" in ru_text and "Промышленное производство" in ru_html
+    assert "工业生产与农业" in zh_text and "工业生产与农业" in zh_html
+    assert "Industrial production" not in ru_text + ru_html + zh_text + zh_html
+    en_msg = smtp_server.to(email_of(db, "deshmukh"))[0].message
+    assert "Industrial production and agriculture" in en_msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "<script>" not in zh_msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
 
 
