@@ -280,3 +280,17 @@ def test_list_in_russian_and_chinese(client: TestClient, forum: Engine, lifecycl
     client.cookies.delete(LANG_COOKIE)
     page = client.get("/proposals", params={"search": "nothing"}).text
     assert "没有符合筛选条件的提案" in page and "清除筛选" in page
+
+
+@pytest.mark.parametrize("lang", ["en", "ru", "zh"])
+def test_working_groups_are_named_in_the_readers_language(
+    client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock, lang: str
+) -> None:
+    pid = create(forum, lifecycle, "Cold chain terminal", submit=True)
+    sign_in(client, forum, "zhao.lei", clock.now)
+    client.cookies.set(LANG_COOKIE, lang)
+    name = {"en": "Industrial production and agriculture", "ru": "Промышленное производство и сельское хозяйство",
+            "zh": "工业生产与农业"}[lang]
+    for path in ("/proposals", f"/proposals/{pid}"):
+        page = client.get(path)
+        assert page.status_code == 200 and name in html.unescape(page.text), path

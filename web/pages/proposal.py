@@ -199,7 +199,7 @@ def render_proposal(
         done_message = page.ui.gettext(DONE_MESSAGES[done])
     elif done in lifecycle.actions:
         done_message = page.ui.gettext("Done: %(action)s.") % {"action": page.ui.action(done)}
-    groups = {g.key: g.name for g in definition.working_groups}
+    groups = {g.key: g.name_in(page.ui.lang) for g in definition.working_groups}
     return page.render(
         "proposal.html", status=status,
         p=p, text=version_of(db, proposal_id), versions=[v.version for v in versions_of(db, proposal_id)],
