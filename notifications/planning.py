@@ -38,6 +38,7 @@ class Directory:
 
     members: dict[str, Member]
     chairs: dict[str, str]
+    deputy_chairs: dict[str, str]
     group_names: dict[str, str]
     group_members: dict[str, list[str]]
     heads: dict[str, str]  # handle -> region
@@ -56,6 +57,7 @@ class Directory:
         return cls(
             members=members,
             chairs={g.key: g.chair for g in groups},
+            deputy_chairs={g.key: g.deputy_chair for g in groups if g.deputy_chair and g.deputy_chair in members},
             group_names={g.key: g.name for g in groups},
             group_members=dict(group_members),
             heads={h: m.region for h, m in members.items() if "head_of_region" in m.role_set and m.region},
@@ -67,6 +69,12 @@ class Directory:
         """The region whose term covers the UTC date of ``at``."""
         day = at.astimezone(dt.UTC).date()
         return next((t.region for t in self.terms if t.start <= day <= t.end), None)
+
+    def presiding_deputy(self, at: dt.datetime) -> str | None:
+        """The deputy of the presiding term that covers the UTC date of ``at`` (if it names an active member)."""
+        day = at.astimezone(dt.UTC).date()
+        deputy = next((t.deputy for t in self.terms if t.start <= day <= t.end), None)
+        return deputy if deputy in self.members else None
 
     def presiding_heads(self, at: dt.datetime) -> frozenset[str]:
         """Heads of the region presiding at ``at``."""
@@ -87,6 +95,8 @@ class Directory:
             presiding_region=self.presiding_region(event.at),
             recipients=[str(h) for h in named] if isinstance(named, list) else [],
             earlier_endorsers=[str(h) for h in earlier] if isinstance(earlier, list) else [],
+            deputy_chair=self.deputy_chairs.get(proposal.group),
+            presiding_deputy=self.presiding_deputy(event.at),
         )
 
 

@@ -54,6 +54,9 @@ class Audience:
     presiding_region: str | None
     recipients: Sequence[str] = field(default_factory=list)
     earlier_endorsers: Sequence[str] = field(default_factory=list)
+    # The deputies who take the chair's or the presiding head's step when that holder wrote the proposal.
+    deputy_chair: str | None = None
+    presiding_deputy: str | None = None
 
 
 class RecipientRules:
@@ -86,13 +89,16 @@ def _expand(target: str, a: Audience) -> Iterable[str]:
     if target == "author":
         return [a.author]
     if target == "group_chair":
-        return [a.chair]
+        # When the chair wrote the proposal, the deputy chair holds the chair's steps and hears of them too.
+        return [a.chair] + ([a.deputy_chair] if a.deputy_chair and a.chair == a.author else [])
     if target == "group_members":
         return sorted(a.group_members)
     if target == "heads_of_region":
         return sorted(a.heads)
     if target == "presiding_head":
-        return sorted(h for h, region in a.heads.items() if region == a.presiding_region)
+        presiding = sorted(h for h, region in a.heads.items() if region == a.presiding_region)
+        # When a presiding head wrote the proposal, the term's deputy approves it and hears of it too.
+        return presiding + ([a.presiding_deputy] if a.presiding_deputy and a.author in presiding else [])
     if target == "secretariat":
         return sorted(a.secretariat)
     if target == "recipients":
