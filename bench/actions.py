@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import emit  # noqa: E402
 from config import DEFAULT_FORUM_FILE, load_definition  # noqa: E402
 from models import Lifecycle, create_schema, make_engine, session_scope, sync_definition  # noqa: E402
 from models.tables import ProposalCreate  # noqa: E402
@@ -150,6 +151,12 @@ def main() -> None:
         times = cli_act_times(Path(tmp), 5)
     print(f"`forumflow act` wall time : median {statistics.median(times) * 1000:.0f} ms over 5 runs "
           f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")
+    emit("actions",
+         {"lifecycle_actions_per_s": round(lc, 1), "bare_sql_actions_per_s": round(sql, 1),
+          "act_wall_median_ms": round(statistics.median(times) * 1000, 1)},
+         {"lifecycle_vs_bare_sql": round(lc / sql, 4)},
+         params={"proposals": args.proposals, "repeats": args.repeats, "act_runs": len(times)},
+         targets={"lifecycle_actions_per_s": 1000, "lifecycle_vs_bare_sql": 0.07, "act_wall_median_ms": 500})
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import aiosmtplib  # noqa: E402
 from sqlalchemy import delete  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
+from bench.report import emit  # noqa: E402
 from config import DEFAULT_FORUM_FILE, load_definition  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models import Lifecycle, create_schema, make_engine, session_scope, sync_definition  # noqa: E402
@@ -203,6 +204,11 @@ def main() -> None:
         "targets": {"vs_one_connection": 0.8, "vs_connection_per_message": 2.5},
     }
     print(json.dumps(out, indent=2))
+    emit("dispatch", {f"{k}_msgs_per_s": round(v, 1) for k, v in med.items()},
+         {"forumflow_vs_one_connection": out["ratio_vs_one_connection"],
+          "forumflow_vs_connection_per_message": out["ratio_vs_connection_per_message"]},
+         params={"deliveries": len(messages), "repeats": args.repeats, "connections": args.connections},
+         targets=out["targets"])
 
 
 if __name__ == "__main__":

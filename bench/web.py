@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import socket
 import subprocess
@@ -34,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import emit  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models import session_scope  # noqa: E402
 from models.auth import start_session  # noqa: E402
@@ -234,7 +234,9 @@ def main() -> None:
         "direct_actions_per_s": round(direct_rate, 1), "ratio": round(ratio, 3),
         "page_requests": len(page_lat), "action_requests": len(action_lat),
     }
-    print(json.dumps(result))
+    emit("web", {k: v for k, v in result.items() if k not in ("clients", "proposals", "page", "ratio")},
+         {"http_vs_direct": result["ratio"]},
+         params={"clients": args.clients, "proposals": args.proposals, "page": "/proposals/{id}"}, targets=TARGETS)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pycountry
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from config.iso import is_country, subdivision_name
 
 Language = Literal["en", "ru", "zh"]
 MemberRole = Literal["head_of_region", "secretariat", "member"]
@@ -270,8 +271,7 @@ class ForumDefinition(_Strict):
 
     def region_name(self, code: str) -> str:
         """The ISO 3166-2 name of a region code."""
-        sub = pycountry.subdivisions.get(code=code)
-        return sub.name if sub is not None else code
+        return subdivision_name(code) or code
 
     def presiding_term(self, day: dt.date) -> PresidingTerm | None:
         """The presiding term in force on ``day`` (UTC), if any."""
@@ -299,12 +299,12 @@ def _dupes(values: list[str]) -> str | None:
 def _check(defn: ForumDefinition) -> tuple[str, str] | None:
     """Cross-reference checks; returns (key path, reason) of the first problem."""
     for i, code in enumerate(defn.member_states):
-        if pycountry.countries.get(alpha_2=code) is None:
+        if not is_country(code):
             return f"member_states[{i}]", f"unknown ISO 3166-1 country code {code!r}"
     if d := _dupes(defn.member_states):
         return "member_states", f"duplicate member state {d!r}"
     for i, code in enumerate(defn.regions):
-        if pycountry.subdivisions.get(code=code) is None:
+        if subdivision_name(code) is None:
             return f"regions[{i}]", f"unknown ISO 3166-2 region code {code!r}"
         if code.split("-")[0] not in defn.member_states:
             return f"regions[{i}]", f"region {code!r} is not in a member state"
@@ -567,7 +567,10 @@ def load_definition(path: Path | str) -> ForumDefinition:
     except (OSError, UnicodeDecodeError) as exc:
         raise ForumDefinitionError(path, "", f"cannot read file: {exc}") from None
     try:
-        data = _load_yaml(text, path)
+        try:
+            data = _load_yaml(text, path, _FAST_LOADER)
+        except yaml.YAMLError:
+            data = _load_yaml(text, path, yaml.SafeLoader)  # the pure-Python parser's words and line for the error
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
@@ -578,9 +581,13 @@ def load_definition(path: Path | str) -> ForumDefinition:
     return parse_definition(data, path)
 
 
-def _load_yaml(text: str, path: Path) -> Any:
+# libyaml's safe loader when PyYAML was built with it (ten times faster on the definition), else the pure one.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(text: str, path: Path, loader_class: type[yaml.SafeLoader]) -> Any:
     """``yaml.safe_load`` that first measures the document with its aliases expanded, refusing a bomb or a loop."""
-    loader = yaml.SafeLoader(text)
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:

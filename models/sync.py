@@ -9,9 +9,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
-from models.auth import forget_members
 from models.tables import GroupMembership, Member, PresidingTerm, Region, WorkingGroup
-from models.tokens import forget_tokens
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +53,9 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
         row.active = False
         session.add(row)
     session.flush()
+    from models.auth import forget_members  # sign-in tables: imported only when a sync runs
+    from models.tokens import forget_tokens
+
     forget_members(session, [row.handle for row in gone])  # their web sessions and sign-in links end
     # API tokens of every member not in the forum end (also of one deactivated otherwise, e.g. by hand).
     forget_tokens(session, list(session.exec(select(Member.handle).where(col(Member.active).is_(False)))))

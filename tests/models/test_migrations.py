@@ -22,7 +22,7 @@ from config import ForumDefinition
 from config.settings import Settings
 from models import Lifecycle, create_schema, session_scope
 from models.db import FIRST_REVISION, schema_status, upgrade_schema
-from models.migrations import alembic_config, head_revision, render_item, target_metadata
+from models.migrations import alembic_config, head_revision, quick_head, render_item, target_metadata
 from models.runtime import DatabaseError, initialise, open_runtime
 from models.tables import EndorsementDecision, Event, Member, Proposal
 from tests.models.conftest import EmptyDb
@@ -262,6 +262,18 @@ def later_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     models.migrations.script_directory.cache_clear()
     yield "0099"
     models.migrations.script_directory.cache_clear()
+
+
+def test_quick_head_agrees_with_alembic(later_revision: str) -> None:
+    """The head read without Alembic is Alembic's head, for the shipped revisions and with a later one added."""
+    assert quick_head() == head_revision() == later_revision
+
+
+def test_quick_head_gives_up_on_a_branch(later_revision: str) -> None:
+    """Two revisions after the same one are no plain chain: the quick reading defers to Alembic."""
+    versions = models.migrations.VERSIONS_DIR
+    (versions / "0098_other.py").write_text(SECOND.replace("0099", "0098").replace("{head}", "0001"), encoding="utf-8")
+    assert quick_head() is None
 
 
 def test_a_database_behind_is_refused_until_init_upgrades_it(
