@@ -81,16 +81,21 @@ def serve(
         out.print(line, markup=False, highlight=False)
         out.file.flush()
 
-    site = _start_web(rt, web_port) if web else None
+    site: list[BackgroundWebServer] = []
+
+    def start_web() -> None:  # once the Prefect server answers and serve may go on: a refusal starts nothing
+        if web:
+            site.append(_start_web(rt, web_port))
+
     try:
-        serve_flows(rt.settings, port=port, announce=say)
+        serve_flows(rt.settings, port=port, announce=say, on_ready=start_web)
     except ForumflowError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:  # before serving began (e.g. while the local server starts)
         pass
     finally:
-        if site is not None:
-            site.stop()
+        for running in site:
+            running.stop()
             say("web app stopped")
     say("forumflow serve stopped")
 

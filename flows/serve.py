@@ -220,10 +220,12 @@ def deployments(settings: Settings) -> list[Any]:
     ]
 
 
-def serve_flows(settings: Settings, *, port: int = DEFAULT_PORT, announce: Any = None) -> None:
+def serve_flows(settings: Settings, *, port: int = DEFAULT_PORT, announce: Any = None, on_ready: Any = None) -> None:
     """Serve both deployments until interrupted; starts (and later stops) a local server when none is configured.
 
-    Returns after Ctrl-C or SIGTERM (Prefect's ``serve`` takes them, pauses its deployments and returns).
+    ``on_ready`` is called once the Prefect server answers and may be served (e.g. to start the web app beside
+    the flows), never when ``serve`` refuses. Returns after Ctrl-C or SIGTERM (Prefect's ``serve`` takes them,
+    pauses its deployments and returns).
     """
     prepare_environment(settings)
     export_settings(settings)
@@ -239,6 +241,8 @@ def serve_flows(settings: Settings, *, port: int = DEFAULT_PORT, announce: Any =
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             refuse_next_to_pool(api_url)
+            if on_ready is not None:
+                on_ready()
             ui = server.ui_url if server else api_url.removesuffix("/api")
             say(f"Prefect UI: {ui}  (review/serve every {settings.review_interval_minutes} min, "
                 f"dispatch/serve every {settings.dispatch_interval_minutes} min; Ctrl-C stops)")

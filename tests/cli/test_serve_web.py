@@ -31,9 +31,10 @@ def flows_seen(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("FORUMFLOW_BASE_URL", "")  # serve exports it for the flow runs: restored after the test
     monkeypatch.delenv("FORUMFLOW_BASE_URL")
 
-    def fake_serve_flows(settings: Any, *, port: int, announce: Any) -> None:
+    def fake_serve_flows(settings: Any, *, port: int, announce: Any, on_ready: Any) -> None:
         import os
 
+        on_ready()  # the Prefect server answers and nothing refuses
         seen["base_url"] = os.environ.get("FORUMFLOW_BASE_URL")
         seen["web"] = {path: _status(f"{seen['url']}{path}") for path in ("/sign-in", "/static/forumflow.css")}
         raise KeyboardInterrupt

@@ -98,8 +98,10 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
         log.close()
     port = api.split(":")[-1].split("/")[0]
     lines = Path(log.name).read_text().splitlines()
-    # After Ctrl-C: the local server's end, then serve's own last line.
-    assert lines[-2:] == [f"local Prefect server on 127.0.0.1:{port} stopped", "forumflow serve stopped"], lines[-5:]
+    # After Ctrl-C: the local server's end, the web app's, then serve's own last line.
+    assert lines[-3:] == [f"local Prefect server on 127.0.0.1:{port} stopped", "web app stopped", "forumflow serve stopped"], (
+        lines[-5:]
+    )
     server_gone = subprocess.run(
         ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
         capture_output=True, check=False,
