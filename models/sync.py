@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
 from models.auth import forget_members
+from models.roster import bump
 from models.tables import GroupMembership, Member, PresidingTerm, Region, WorkingGroup
 from models.tokens import forget_tokens
 
@@ -77,6 +78,7 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
     for t in definition.presiding_terms:
         session.add(PresidingTerm(region=t.region, start=t.start, end=t.end, deputy=t.deputy))
     session.flush()
+    bump(session)  # rosters cached by any process are read again
     report = SyncReport(
         len(definition.regions), added, updated, len(gone), len(definition.working_groups), len(definition.presiding_terms)
     )
