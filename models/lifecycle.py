@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import and_, bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -23,9 +23,10 @@ from sqlmodel import Session, col, select
 from transitions import Machine, MachineError
 
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
-from models.clock import check_action_time, utc
+from models.clock import shown, utc
 from models.db import is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
+from models.roster import People, people, token_column
 from models.tables import (
     MAX_PROPOSAL_ID,
     NUL,
@@ -107,52 +108,56 @@ class AllowedAction:
     comment_required: bool = False
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """What the checks every change by a member starts with found: the proposal, ``now`` in UTC, the people."""
+
+    proposal: Proposal
+    now: dt.datetime
+    people: People
+    decided: dict[str, str] | None  # the current round's decisions, when asked for
+
+
 class Roster:
     """The forum's people at a moment: chairs and deputies, group members, heads, secretariat, presiding term.
 
-    Each part is read from the database on first use only, so an action reads what its roles need;
+    A view of the process-wide ``models.roster.People`` (read again only when the definition changes) at ``now``;
     one roster can serve a whole batch of proposals.
     """
 
-    def __init__(self, session: Session, now: dt.datetime) -> None:
+    def __init__(self, session: Session, now: dt.datetime, forum: People | None = None) -> None:
         self.session, self.now = session, utc(now)
-
-    @functools.cached_property
-    def _groups(self) -> list[WorkingGroup]:
-        return list(self.session.exec(select(WorkingGroup)))
+        self.people = forum if forum is not None else people(session)
 
     @functools.cached_property
     def chairs(self) -> dict[str, str]:
         """Chair handle by working-group key."""
-        return {g.key: g.chair for g in self._groups}
+        return {g.key: g.chair for g in self.people.groups.values()}
 
     @functools.cached_property
     def deputy_chairs(self) -> dict[str, str]:
         """Deputy chair handle by working-group key (groups that have one)."""
-        return {g.key: g.deputy_chair for g in self._groups if g.deputy_chair}
+        return {g.key: g.deputy_chair for g in self.people.groups.values() if g.deputy_chair}
 
-    @functools.cached_property
+    @property
     def members(self) -> dict[str, set[str]]:
         """Member handles by working-group key."""
-        out: dict[str, set[str]] = {}
-        for gm in self.session.exec(select(GroupMembership)):
-            out.setdefault(gm.group_key, set()).add(gm.member)
-        return out
+        return self.people.memberships  # type: ignore[return-value]
 
-    @functools.cached_property
+    @property
     def heads(self) -> dict[str, Member]:
         """Active heads of region (with a region) by handle."""
-        return _heads(self.session)
+        return self.people.heads  # type: ignore[return-value]
 
-    @functools.cached_property
+    @property
     def secretariat(self) -> set[str]:
         """Handles of the active secretariat."""
-        return _secretariat(self.session)
+        return self.people.secretariat  # type: ignore[return-value]
 
     @functools.cached_property
     def presiding_term(self) -> PresidingTerm | None:
         """The presiding term in force at ``now``."""
-        return presiding_term(self.session, self.now)
+        return self.people.term_at(self.now)
 
     @property
     def presiding_region(self) -> str | None:
@@ -329,8 +334,11 @@ class Lifecycle:
         return version
 
     # ------------------------------------------------------------------ context
-    def _context(self, session: Session, proposal: Proposal, now: dt.datetime) -> _Context:
-        ctx = _Context(proposal, Roster(session, now), self.workflow.endorsement.state)
+    def _context(
+        self, session: Session, proposal: Proposal, now: dt.datetime, forum: People | None = None,
+        decided: dict[str, str] | None = None,
+    ) -> _Context:
+        ctx = _Context(proposal, Roster(session, now, forum), self.workflow.endorsement.state, decided)
         ctx.chair  # noqa: B018 - an unknown working group is reported before anything else
         return ctx
 
@@ -470,34 +478,63 @@ class Lifecycle:
     # ------------------------------------------------------------------ editing
     def _load(
         self, session: Session, proposal_id: int, actor: str, now: dt.datetime, expected_version: int | None,
-    ) -> tuple[Proposal, dt.datetime]:
-        """The proposal and ``now`` in UTC, after the checks every change by a member starts with.
+        *, decisions: bool = False,
+    ) -> _Loaded:
+        """The proposal, ``now`` in UTC and the forum's people, after the checks every change by a member starts with.
 
-        Not found (proposal or active member), a time before the proposal's newest event, a stale version.
+        Not found (proposal or active member), a time before the proposal's newest event, a stale version. One
+        statement reads the proposal and the definition's generation (and, with ``decisions``, the decisions of
+        its current round); the people come from the process's cache while the generation is unchanged.
         """
-        proposal = find_proposal(session, proposal_id)
-        now = check_action_time(session, proposal_id, now)
+        if not 0 < proposal_id <= MAX_PROPOSAL_ID:
+            raise NotFoundError(f"proposal {proposal_id} not found")
+        p = Proposal
+        query: Any
+        if decisions:
+            d = EndorsementDecision
+            query = sa_select(p, token_column(), col(d.member), col(d.decision)).outerjoin(
+                d, and_(col(d.proposal_id) == col(p.id), col(d.round) == col(p.round), col(d.text_version) == col(p.text_version))
+            )
+        else:
+            query = sa_select(p, token_column())
+        rows = session.execute(query.where(col(p.id) == proposal_id)).all()
+        if not rows:
+            raise NotFoundError(f"proposal {proposal_id} not found")
+        proposal, token = rows[0][0], rows[0][1]
+        decided = None
+        if decisions:
+            # The decisions of the round in progress; none when the proposal is not in a round.
+            in_round = proposal.state == self.workflow.endorsement.state
+            decided = {row[2]: row[3] for row in rows if row[2] is not None} if in_round else {}
+        now = utc(now)
+        # Every event sets updated_at to the later of it and its own time: it is the newest event's time.
+        if now < proposal.updated_at:
+            raise InvalidInputError(
+                f"proposal {proposal_id}: {shown(now)} is earlier than its newest event ({shown(proposal.updated_at)}): "
+                "an action cannot be recorded before it"
+            )
         if expected_version is not None and proposal.version != expected_version:
             raise ConflictError(
                 f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
             )
-        member = session.get(Member, actor)
-        if member is None or not member.active:
+        forum = people(session, token, known=True)
+        if actor not in forum.members:
             raise NotFoundError(f"member {actor!r} not found")
-        return proposal, now
+        return _Loaded(proposal, now, forum, decided)
 
     def _edit_checked(
         self, session: Session, proposal_id: int, actor: str, now: dt.datetime, expected_version: int | None,
     ) -> tuple[Proposal, dt.datetime]:
         """The checks of ``edit`` before the text is looked at; raises as ``edit`` would."""
-        proposal, now = self._load(session, proposal_id, actor, now, expected_version)
+        loaded = self._load(session, proposal_id, actor, now, expected_version)
+        proposal, now = loaded.proposal, loaded.now
         spec = self.edit_action
         if proposal.state not in spec.source:
             raise NotPossibleError(
                 f"{EDIT!r} is not possible in state {proposal.state!r}: only a draft ({', '.join(spec.source)}) is edited; "
                 f"{self.describe_allowed(session, proposal, now)}"
             )
-        ctx = self._context(session, proposal, now)
+        ctx = self._context(session, proposal, now, loaded.people)
         if actor not in self._holders(ctx, spec):
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
         return proposal, now
@@ -546,12 +583,14 @@ class Lifecycle:
             raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
         if SYSTEM in spec.roles:
             raise NotAllowedError(f"{actor} may not {action}: only the system (scheduled review) may")
-        proposal, now = self._load(session, proposal_id, actor, now, expected_version)
+        rnd = self.workflow.endorsement
+        loaded = self._load(session, proposal_id, actor, now, expected_version, decisions=action in (rnd.endorse, rnd.object))
+        proposal, now = loaded.proposal, loaded.now
         if proposal.state not in spec.source:
             raise NotPossibleError(
                 f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}"
             )
-        ctx = self._context(session, proposal, now)
+        ctx = self._context(session, proposal, now, loaded.people, loaded.decided)
         if actor not in self._holders(ctx, spec):
             raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
         return proposal, spec, ctx, now
@@ -621,10 +660,13 @@ class Lifecycle:
         if spec.percent:
             session.add(ProgressReport(proposal_id=proposal_id, percent=percent or 0, note=comment, actor=actor, at=now))
 
-        events = [self._transition(session, proposal, action, actor, comment=comment, payload=payload, now=now)]
+        region = lambda: ctx.roster.presiding_region  # noqa: E731
+        events = [self._transition(session, proposal, action, actor, comment=comment, payload=payload, now=now, region=region)]
         if action == rnd.endorse and self._consensus(session, proposal, ctx, actor):
             agreed = {"round": payload["round"]}
-            events.append(self._transition(session, proposal, rnd.consensus, SYSTEM, comment="", payload=agreed, now=now))
+            events.append(
+                self._transition(session, proposal, rnd.consensus, SYSTEM, comment="", payload=agreed, now=now, region=region)
+            )
         return events
 
     def _consensus(self, session: Session, proposal: Proposal, ctx: _Context, new_endorser: str) -> bool:
@@ -639,11 +681,13 @@ class Lifecycle:
 
     def _transition(
         self, session: Session, proposal: Proposal, action: str, actor: str, *, comment: str,
-        payload: dict[str, Any], now: dt.datetime,
+        payload: dict[str, Any], now: dt.datetime, region: Callable[[], str | None] | None = None,
     ) -> Event:
         """Move the proposal through the machine and write the event; conditional on the version read."""
         old_state = proposal.state
-        values, payload = self._transition_values(proposal, action, payload, now, lambda: presiding_region(session, now))
+        values, payload = self._transition_values(
+            proposal, action, payload, now, region or (lambda: Roster(session, now).presiding_region)
+        )
         if values.get("round", 0) > 1:  # a new endorsement round after an earlier one
             payload = payload | self._previous_round(session, proposal)
         return self._write(session, proposal, action, actor, old_state, values, comment, payload, now)
@@ -692,6 +736,8 @@ class Lifecycle:
         values: dict[str, Any], comment: str, payload: dict[str, Any], now: dt.datetime,
     ) -> Event:
         version = proposal.version
+        # updated_at is the newest event's time (actions are checked against it): it never goes back.
+        values = values | {"updated_at": max(proposal.updated_at, now)}
         result = session.execute(
             update(Proposal)
             .where(col(Proposal.id) == proposal.id, col(Proposal.version) == version)
@@ -765,6 +811,7 @@ class Lifecycle:
                     "actor": SYSTEM, "at": now, "comment": "", "payload": w.payload | {"text_version": proposal.text_version},
                 }
                 state = w.to_state
+            values["updated_at"] = max(proposal.updated_at, now)  # the newest event's time: it never goes back
             values["version"] = version + len(indexes)
             params = {f"v_{key}": value for key, value in values.items()} | {"w_id": pid, "w_version": version}
             updates.setdefault(frozenset(values), []).append(params)
@@ -841,10 +888,11 @@ class Lifecycle:
         """
         if actor == SYSTEM:
             raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
-        proposal, now = self._load(session, proposal_id, actor, now, expected_version)
+        loaded = self._load(session, proposal_id, actor, now, expected_version)
+        proposal, now = loaded.proposal, loaded.now
         if proposal.state in self.final_states:
             raise NotPossibleError(f"proposal {proposal_id} is {proposal.state!r}: nobody has anything left to do")
-        ctx = self._context(session, proposal, now)
+        ctx = self._context(session, proposal, now, loaded.people)
         if actor not in self._reminders_by(ctx):
             raise NotAllowedError(self._remind_refusal(ctx, actor))
         state = self._reminding(session, ctx, actor, now)

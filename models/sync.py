@@ -9,6 +9,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
+from models.roster import bump
 from models.tables import GroupMembership, Member, PresidingTerm, Region, WorkingGroup
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def sync_definition(session: Session, definition: ForumDefinition) -> SyncReport
     for t in definition.presiding_terms:
         session.add(PresidingTerm(region=t.region, start=t.start, end=t.end, deputy=t.deputy))
     session.flush()
+    bump(session)  # rosters cached by any process are read again
     report = SyncReport(
         len(definition.regions), added, updated, len(gone), len(definition.working_groups), len(definition.presiding_terms)
     )

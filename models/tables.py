@@ -274,3 +274,14 @@ class ManualReminder(SQLModel, table=True):
     member: str = Field(foreign_key="member.handle", max_length=40)
     at: dt.datetime = _utc()
     event_id: int | None = Field(default=None, foreign_key="event.id")
+
+
+class DefinitionGeneration(SQLModel, table=True):
+    """One row: which loading of the forum definition is in force; a new token whenever the people change."""
+
+    __tablename__ = "definition_generation"
+
+    id: int = Field(default=1, primary_key=True)
+    generation: int = 0
+    # Random, so a roster cached for one database is never taken for another's at the same generation.
+    token: str = Field(max_length=32)

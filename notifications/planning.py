@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,8 @@ from sqlmodel import Session, SQLModel, col, select
 
 from models.lifecycle import Lifecycle, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
-from models.tables import Event, GroupMembership, Member, PresidingTerm, Proposal, WorkingGroup
+from models.roster import people
+from models.tables import Event, Member, PresidingTerm, Proposal
 from notifications.recipients import Audience, RecipientRules, is_critical
 from notifications.render import member_zone
 
@@ -47,22 +47,19 @@ class Directory:
 
     @classmethod
     def load(cls, session: Session) -> Directory:
-        """Read members, groups, memberships and presiding terms."""
-        members = {m.handle: m for m in session.exec(select(Member).where(col(Member.active)))}
-        groups = list(session.exec(select(WorkingGroup)))
-        group_members: dict[str, list[str]] = defaultdict(list)
-        for gm in session.exec(select(GroupMembership)):
-            if gm.member in members:
-                group_members[gm.group_key].append(gm.member)
+        """The forum's people from the process's roster (``models.roster``, read again when the definition changes)."""
+        forum = people(session)
+        members = dict(forum.members)
+        groups = forum.groups.values()
         return cls(
             members=members,
             chairs={g.key: g.chair for g in groups},
             deputy_chairs={g.key: g.deputy_chair for g in groups if g.deputy_chair and g.deputy_chair in members},
             group_names={g.key: g.name for g in groups},
-            group_members=dict(group_members),
-            heads={h: m.region for h, m in members.items() if "head_of_region" in m.role_set and m.region},
-            secretariat=sorted(h for h, m in members.items() if "secretariat" in m.role_set),
-            terms=list(session.exec(select(PresidingTerm))),
+            group_members={k: sorted(h for h in v if h in members) for k, v in forum.memberships.items()},
+            heads={h: m.region for h, m in forum.heads.items() if m.region},
+            secretariat=sorted(forum.secretariat),
+            terms=list(forum.terms),
         )
 
     def presiding_region(self, at: dt.datetime) -> str | None:

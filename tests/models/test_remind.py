@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from models import ConflictError, Lifecycle, NotAllowedError, session_scope
 from models.errors import NotPossibleError
 from models.lifecycle import events_of
+from models.roster import bump
 from models.tables import Event, GroupMembership, ManualReminder
 from models.texts import proposal_create
 from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
@@ -129,6 +130,7 @@ def test_on_the_chairs_own_proposal_the_deputy_chair_may_remind_too(forum: Engin
 def test_on_the_presiding_heads_own_proposal_the_terms_deputy_may_remind_too(forum: Engine, lifecycle: Lifecycle) -> None:
     with session_scope(forum) as s:
         s.add(GroupMembership(group_key="industry", member=PRESIDING_HEAD))
+        bump(s)
     pid = drive(forum, lifecycle, PRESIDING_HEAD, [("submit", PRESIDING_HEAD), ("recommend", CHAIR),
                                                    *[("endorse", h) for h in ONE_HEAD_PER_STATE]])
     assert load(forum, pid).state == "endorsed"

@@ -17,6 +17,7 @@ from sqlmodel import select
 from models import ConflictError, Lifecycle, session_scope
 from models.lifecycle import Notice
 from models.review import ReviewMark, ReviewReport, due_ids, review_batch, review_ids, sweep
+from models.roster import bump
 from models.tables import EndorsementDecision, Event, PresidingTerm, Proposal
 from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
 
@@ -353,6 +354,7 @@ def test_two_sweeps_at_once_record_every_skipped_step_once(forum: Engine, lifecy
     ids = [make_proposal(forum, lifecycle, state="endorsed") for _ in range(3)]
     with session_scope(forum) as s:
         s.exec(delete(PresidingTerm))  # type: ignore[call-overload]
+        bump(s)
     deadline = load(forum, ids[0]).deadline
     assert deadline is not None
     assert review(forum, lifecycle, deadline - 5 * DAY).skipped == 3  # the cursors exist from here on

@@ -18,6 +18,7 @@ from sqlmodel import select
 
 from models import Lifecycle, session_scope
 from models.outbox import Delivery
+from models.roster import bump
 from models.tables import Member
 from notifications.sink import free_port
 
@@ -153,6 +154,7 @@ def set_preference(engine: Engine, handle: str, notify: str) -> None:
         assert member is not None
         member.notify = notify
         s.add(member)
+        bump(s)  # cached rosters see the change
 
 
 def deliveries(engine: Engine) -> list[Delivery]:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from config.settings import Settings
 from models import Lifecycle, session_scope
 from models.outbox import Delivery, DeliveryStatus
+from models.roster import bump
 from models.tables import Member, Proposal
 from notifications import RetryPolicy, dispatch_once, plan_deliveries, send_pending
 from notifications.sink import free_port
@@ -234,6 +235,7 @@ def test_crlf_in_a_title_cannot_add_a_header(
     with session_scope(db) as s:  # a title written around the lifecycle (which folds whitespace itself)
         s.execute(update(Proposal).where(Proposal.id == pid).values(title=evil))  # type: ignore[arg-type]
         s.execute(update(Member).where(Member.handle == CHAIR).values(name="Kuznetsov\r\nCc: other@evil.example"))  # type: ignore[arg-type]
+        bump(s)
     with session_scope(db) as s:
         lifecycle.apply(s, pid, "submit", AUTHOR, now=T0)
 

@@ -12,6 +12,7 @@ from sqlmodel import select
 from config import ForumDefinition
 from models import session_scope, sync_definition
 from models.auth import secret_hash
+from models.roster import bump
 from models.tables import Member
 from models.tokens import ApiToken
 from tests.web.api_support import API, assert_problem, bearer, token_for
@@ -133,6 +134,7 @@ def test_a_deactivated_members_tokens_stop_working(
         assert member is not None
         member.active = False
         s.add(member)
+        bump(s)
     assert_problem(client.get(f"{API}/forum", headers=bearer(raw)), 401)
     gone = definition.model_copy(update={"members": [m for m in definition.members if m.handle != "sharma.anil"]})
     with session_scope(forum) as s:
