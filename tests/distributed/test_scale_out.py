@@ -198,9 +198,11 @@ def test_scale_out_on_a_prefect_server_with_two_workers(
             "FORUMFLOW_SMTP_HOST": sink.host, "FORUMFLOW_SMTP_PORT": str(sink.port), "FORUMFLOW_DATA_DIR": str(tmp_path / "data"),
         }
 
-        # forumflow's schema, then proposals that enter review now: their first reminders fall due in 23 days.
+        # forumflow's schema, then proposals in review: their first reminders fell due an hour ago.
         processes.run("init", _argv("init"), env=client_env, cwd=tmp_path, timeout=120)
-        entered = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        # Entered 24 days ago, reviewed as of one hour ago: the review's events lie in the past, so the scheduled
+        # dispatch runs (at the wall clock) come after them; a review ahead of the clock would block them.
+        entered = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=23, hours=2)
         engine = make_engine(normalise_url(databases.forum_url))
         lifecycle = Lifecycle(load_definition(DEFAULT_FORUM_FILE))
         ids = [make_proposal(engine, lifecycle, state="in_review", now=entered, title=f"Seed bank {i}") for i in range(PROPOSALS)]
