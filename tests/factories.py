@@ -42,6 +42,24 @@ def make_proposal(
     return pid
 
 
+def create_with_text(
+    engine: Engine, lifecycle: Lifecycle, title: str, *, summary: str = "", body: str = "",
+    group: str = GROUP, author: str = AUTHOR, submit: bool = False, now: dt.datetime = T0,
+) -> int:
+    """A proposal with this text (submitted to its group when ``submit``); returns its id."""
+    from models.texts import proposal_create
+
+    with session_scope(engine) as s:
+        data = proposal_create(group=group, author=author, title=title, summary=summary, body=body)
+        p = lifecycle.create_proposal(session=s, proposal_in=data, now=now)
+        assert p.id is not None
+        pid = p.id
+    if submit:
+        with session_scope(engine) as s:
+            lifecycle.apply(s, pid, "submit", author, now=now)
+    return pid
+
+
 def load(engine: Engine, pid: int) -> Proposal:
     """A fresh copy of the proposal row."""
     with session_scope(engine) as s:

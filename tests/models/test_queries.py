@@ -16,24 +16,10 @@ from models.queries import (
     list_proposals,
     proposal_page,
 )
-from models.texts import proposal_create
 from tests.factories import T0, make_proposal
+from tests.factories import create_with_text as create
 
 DAY = dt.timedelta(days=1)
-
-
-def create(engine: Engine, lifecycle: Lifecycle, title: str, *, summary: str = "", body: str = "",
-           group: str = "industry", author: str = "zhao.lei", submit: bool = False, now: dt.datetime = T0) -> int:
-    """A proposal with this text (submitted to its group when ``submit``)."""
-    with session_scope(engine) as s:
-        data = proposal_create(group=group, author=author, title=title, summary=summary, body=body)
-        p = lifecycle.create_proposal(session=s, proposal_in=data, now=now)
-        assert p.id is not None
-        pid = p.id
-    if submit:
-        with session_scope(engine) as s:
-            lifecycle.apply(s, pid, "submit", author, now=now)
-    return pid
 
 
 def found(engine: Engine, lifecycle: Lifecycle, **filters: object) -> list[int]:

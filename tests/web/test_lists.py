@@ -13,27 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from models import Lifecycle, session_scope
-from models.texts import proposal_create
+from models import Lifecycle
 from tests.factories import T0, make_proposal
+from tests.factories import create_with_text as create
 from tests.web.conftest import BASE, Clock, sign_in
 from web.i18n import LANG_COOKIE
 
 DAY = dt.timedelta(days=1)
-
-
-def create(engine: Engine, lifecycle: Lifecycle, title: str, *, summary: str = "", body: str = "",
-           group: str = "industry", author: str = "zhao.lei", submit: bool = False, now: dt.datetime = T0) -> int:
-    """A proposal with this text (submitted to its group when ``submit``)."""
-    with session_scope(engine) as s:
-        data = proposal_create(group=group, author=author, title=title, summary=summary, body=body)
-        p = lifecycle.create_proposal(session=s, proposal_in=data, now=now)
-        assert p.id is not None
-        pid = p.id
-    if submit:
-        with session_scope(engine) as s:
-            lifecycle.apply(s, pid, "submit", author, now=now)
-    return pid
 
 
 def shown_ids(page: str) -> list[int]:
