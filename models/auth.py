@@ -20,7 +20,7 @@ from sqlalchemy import Index, delete, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from models.db import UTCDateTime
+from models.db import utc_field
 from models.errors import ForumflowError, InvalidInputError
 from models.lifecycle import utc
 from models.tables import Member
@@ -33,10 +33,6 @@ MAX_ADDRESS = 254
 KEEP = dt.timedelta(days=1)
 
 
-def _utc(**kw: Any) -> Any:
-    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
-
-
 class SignInToken(SQLModel, table=True):
     """A one-time sign-in link's token (its hash), for one member, until it expires or is used."""
 
@@ -45,9 +41,9 @@ class SignInToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True)
     member: str = Field(foreign_key="member.handle", max_length=40, index=True)
-    created_at: dt.datetime = _utc()
-    expires_at: dt.datetime = _utc(index=True)
-    used_at: dt.datetime | None = _utc(default=None)
+    created_at: dt.datetime = utc_field()
+    expires_at: dt.datetime = utc_field(index=True)
+    used_at: dt.datetime | None = utc_field(default=None)
 
 
 class WebSession(SQLModel, table=True):
@@ -58,9 +54,9 @@ class WebSession(SQLModel, table=True):
     id_hash: str = Field(primary_key=True, max_length=64)
     member: str = Field(foreign_key="member.handle", max_length=40, index=True)
     csrf_token: str = Field(max_length=64)
-    created_at: dt.datetime = _utc()
-    expires_at: dt.datetime = _utc(index=True)
-    ended_at: dt.datetime | None = _utc(default=None)
+    created_at: dt.datetime = utc_field()
+    expires_at: dt.datetime = utc_field(index=True)
+    ended_at: dt.datetime | None = utc_field(default=None)
 
 
 class RateCounter(SQLModel, table=True):
@@ -70,7 +66,7 @@ class RateCounter(SQLModel, table=True):
     __table_args__ = (Index("ix_rate_counter_window", "window_start"),)
 
     key: str = Field(primary_key=True, max_length=100)
-    window_start: dt.datetime = _utc(primary_key=True)
+    window_start: dt.datetime = utc_field(primary_key=True)
     hits: int = 0
 
 

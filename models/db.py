@@ -50,6 +50,13 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def utc_field(**kw: Any) -> Any:
+    """A SQLModel field stored as an aware UTC datetime (``UTCDateTime``); keyword arguments as for ``Field``."""
+    from sqlmodel import Field
+
+    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
+
+
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for plain PostgreSQL URLs."""
     for prefix in ("postgresql://", "postgres://"):

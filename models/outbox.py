@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, String, UniqueConstraint, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from models.db import UTCDateTime
+from models.db import utc_field
 
 
 class DeliveryStatus(StrEnum):
@@ -47,10 +47,6 @@ class DeliveryKind(StrEnum):
     MESSAGE = "message"
 
 
-def _utc(**kw: Any) -> Any:
-    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
-
-
 class Delivery(SQLModel, table=True):
     """A mail owed to a member: about one event, or their daily digest."""
 
@@ -69,12 +65,12 @@ class Delivery(SQLModel, table=True):
     critical: bool = False
     status: str = Field(default=DeliveryStatus.PENDING, sa_type=String(16))
     attempts: int = 0
-    next_attempt_at: dt.datetime = _utc()
+    next_attempt_at: dt.datetime = utc_field()
     last_error: str = Field(default="", max_length=500)
     # Assigned at the first attempt and kept for every retry, so a receiver can tell a repeat.
     message_id: str | None = Field(default=None, max_length=200, unique=True)
-    created_at: dt.datetime = _utc()
-    sent_at: dt.datetime | None = _utc(default=None)
+    created_at: dt.datetime = utc_field()
+    sent_at: dt.datetime | None = utc_field(default=None)
     digest_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     digest_day: dt.date | None = None
     # Only ``message`` rows: subject, text, html, language and expires_at (ISO) of the rendered mail.
@@ -87,7 +83,7 @@ class PlannedEvent(SQLModel, table=True):
     __tablename__ = "planned_event"
 
     event_id: int = Field(primary_key=True, foreign_key="event.id")
-    planned_at: dt.datetime = _utc()
+    planned_at: dt.datetime = utc_field()
     deliveries: int = 0
 
 

@@ -27,7 +27,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from config.definition import StateDef, Workflow
 from models.clock import check_run_time
-from models.db import UTCDateTime, session_scope
+from models.db import UTCDateTime, session_scope, utc_field
 from models.errors import ConflictError
 from models.lifecycle import Lifecycle, Notice, Roster, utc
 from models.tables import PresidingTerm, Proposal
@@ -40,10 +40,6 @@ DEFAULT_BATCH = 500
 ATTEMPTS = 3
 
 
-def _utc(**kw: Any) -> Any:
-    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
-
-
 class ReviewMark(SQLModel, table=True):
     """A review step taken for a proposal: issued (with its event) or skipped as overtaken; once per key."""
 
@@ -52,10 +48,10 @@ class ReviewMark(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     proposal_id: int = Field(foreign_key="proposal.id")
-    anchor: dt.datetime = _utc()
+    anchor: dt.datetime = utc_field()
     kind: str = Field(sa_type=String(16))
     step: int
-    at: dt.datetime = _utc()
+    at: dt.datetime = utc_field()
     event_id: int | None = Field(default=None, foreign_key="event.id")
 
 
@@ -65,8 +61,8 @@ class ReviewCursor(SQLModel, table=True):
     __tablename__ = "review_cursor"
 
     proposal_id: int = Field(primary_key=True, foreign_key="proposal.id")
-    anchor: dt.datetime = _utc()
-    next_at: dt.datetime | None = _utc(default=None)
+    anchor: dt.datetime = utc_field()
+    next_at: dt.datetime | None = utc_field(default=None)
 
 
 _MARKS = ReviewMark.__table__  # type: ignore[attr-defined]

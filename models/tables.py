@@ -9,11 +9,7 @@ from pydantic import field_validator, model_validator
 from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.db import UTCDateTime
-
-
-def _utc(**kw: Any) -> Any:
-    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
+from models.db import utc_field
 
 
 class Region(SQLModel, table=True):
@@ -180,13 +176,13 @@ class Proposal(ProposalBase, table=True):
     version: int = 1
     text_version: int = 1
     round: int = 0
-    state_entered_at: dt.datetime = _utc()
-    deadline: dt.datetime | None = _utc(default=None, index=True)
+    state_entered_at: dt.datetime = utc_field()
+    deadline: dt.datetime | None = utc_field(default=None, index=True)
     presiding_region: str | None = Field(default=None, max_length=8)
-    last_progress_at: dt.datetime | None = _utc(default=None)
+    last_progress_at: dt.datetime | None = utc_field(default=None)
     percent: int = 0
-    created_at: dt.datetime = _utc()
-    updated_at: dt.datetime = _utc()
+    created_at: dt.datetime = utc_field()
+    updated_at: dt.datetime = utc_field()
 
 
 # The largest id a proposal row can have (PostgreSQL INTEGER is 32 bits): larger ids are simply not found.
@@ -208,7 +204,7 @@ class Event(SQLModel, table=True):
     from_state: str = Field(sa_type=String(40))
     to_state: str = Field(sa_type=String(40))
     actor: str = Field(max_length=40)
-    at: dt.datetime = _utc(index=True)
+    at: dt.datetime = utc_field(index=True)
     comment: str = ""
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -226,7 +222,7 @@ class ProposalText(SQLModel, table=True):
     summary: str = Field(default="", max_length=SUMMARY_MAX)
     body: str = ""
     author: str = Field(foreign_key="member.handle")
-    at: dt.datetime = _utc()
+    at: dt.datetime = utc_field()
 
 
 class EndorsementDecision(SQLModel, table=True):
@@ -243,7 +239,7 @@ class EndorsementDecision(SQLModel, table=True):
     country: str = Field(max_length=2)
     decision: str = Field(sa_type=String(16))
     text_version: int = 1
-    at: dt.datetime = _utc()
+    at: dt.datetime = utc_field()
 
 
 class ProgressReport(SQLModel, table=True):
@@ -256,7 +252,7 @@ class ProgressReport(SQLModel, table=True):
     percent: int = Field(ge=0, le=100)
     note: str = ""
     actor: str = Field(foreign_key="member.handle")
-    at: dt.datetime = _utc()
+    at: dt.datetime = utc_field()
 
 
 class ManualReminder(SQLModel, table=True):
@@ -272,7 +268,7 @@ class ManualReminder(SQLModel, table=True):
     proposal_id: int = Field(foreign_key="proposal.id")
     day: dt.date
     member: str = Field(foreign_key="member.handle", max_length=40)
-    at: dt.datetime = _utc()
+    at: dt.datetime = utc_field()
     event_id: int | None = Field(default=None, foreign_key="event.id")
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.auth import new_secret, secret_hash
 from models.clock import utc
-from models.db import UTCDateTime
+from models.db import utc_field
 from models.errors import InvalidInputError, NotFoundError
 from models.tables import NUL, Member
 
@@ -33,10 +32,6 @@ USE_GRANULARITY = dt.timedelta(minutes=1)
 MAX_TOKEN_ID = 2**31 - 1
 
 
-def _utc(**kw: Any) -> Any:
-    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
-
-
 class ApiToken(SQLModel, table=True):
     """A member's personal API token (its hash), its name, and when it was made, last used and revoked."""
 
@@ -46,9 +41,9 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     member: str = Field(foreign_key="member.handle", max_length=40, index=True)
     name: str = Field(max_length=NAME_MAX)
-    created_at: dt.datetime = _utc()
-    last_used_at: dt.datetime | None = _utc(default=None)
-    revoked_at: dt.datetime | None = _utc(default=None)
+    created_at: dt.datetime = utc_field()
+    last_used_at: dt.datetime | None = utc_field(default=None)
+    revoked_at: dt.datetime | None = utc_field(default=None)
 
 
 @dataclass(frozen=True)
