@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Index, delete, func, insert, update
+from sqlalchemy import Index, bindparam, delete, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -57,6 +57,13 @@ class WebSession(SQLModel, table=True):
     created_at: dt.datetime = utc_field()
     expires_at: dt.datetime = utc_field(index=True)
     ended_at: dt.datetime | None = utc_field(default=None)
+
+
+# Built once (building a statement costs more than running it): a session by its id's hash, with its member.
+_SESSION = (
+    select(WebSession, Member).join(Member, col(Member.handle) == col(WebSession.member))
+    .where(col(WebSession.id_hash) == bindparam("id_hash"))
+)
 
 
 class RateCounter(SQLModel, table=True):
@@ -256,11 +263,13 @@ def start_session(
 def signed_in(session: Session, raw_id: str, *, now: dt.datetime) -> SignedIn | None:
     """The live session with this id and its active member; a session of a deactivated member ends here."""
     now = utc(now)
-    row = session.get(WebSession, secret_hash(raw_id))
-    if row is None or row.ended_at is not None or row.expires_at <= now:
+    found = session.exec(_SESSION, params={"id_hash": secret_hash(raw_id)}).first()
+    if found is None:
         return None
-    member = session.get(Member, row.member)
-    if member is None or not member.active:  # deactivated since (the sync also ends the sessions)
+    row, member = found
+    if row.ended_at is not None or row.expires_at <= now:
+        return None
+    if not member.active:  # deactivated since (the sync also ends the sessions)
         return None
     return SignedIn(row, member)
 

@@ -6,8 +6,10 @@ Plain reads for the proposal's page (and any other interface); nothing here writ
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from models.lifecycle import Lifecycle, _heads
@@ -52,8 +54,28 @@ class Board:
         return sum(1 for s in self.states if s.status == status)
 
 
-def endorsement_board(session: Session, lifecycle: Lifecycle, proposal: Proposal, member_states: list[str]) -> Board | None:
+# Built once (building a statement costs more than running it).
+_d = EndorsementDecision
+_ROUND = (
+    select(_d).where(col(_d.proposal_id) == bindparam("proposal_id"), col(_d.round) == bindparam("round"))
+    .order_by(col(_d.at), col(_d.id))
+)
+# In an open round only the decisions on the text under review count.
+_OPEN_ROUND = _ROUND.where(col(_d.text_version) == bindparam("text_version"))
+_REPORTS = (
+    select(ProgressReport).where(col(ProgressReport.proposal_id) == bindparam("proposal_id"))
+    .order_by(col(ProgressReport.at), col(ProgressReport.id))
+)
+
+
+def endorsement_board(
+    session: Session, lifecycle: Lifecycle, proposal: Proposal, member_states: list[str],
+    heads: Mapping[str, Member] | None = None,
+) -> Board | None:
     """The proposal's current endorsement round, or its latest closed one; None before any round.
+
+    ``heads``: the active heads of region with a region, by handle, when the caller has them (the roster's
+    ``People.heads``); read here otherwise.
 
     Member states take part when they have an active head of region (as for consensus); a state has endorsed
     when one of its heads endorsed, objected when one objected. In an open round only decisions on the text
@@ -62,12 +84,13 @@ def endorsement_board(session: Session, lifecycle: Lifecycle, proposal: Proposal
     if proposal.round < 1:
         return None
     is_open = proposal.state == lifecycle.workflow.endorsement.state
-    d = EndorsementDecision
-    query = select(d).where(d.proposal_id == proposal.id, d.round == proposal.round)
+    params = {"proposal_id": proposal.id, "round": proposal.round}
     if is_open:
-        query = query.where(d.text_version == proposal.text_version)
-    decisions = list(session.exec(query.order_by(col(d.at), col(d.id))))
-    heads = _heads(session)
+        decisions = list(session.exec(_OPEN_ROUND, params=params | {"text_version": proposal.text_version}))
+    else:
+        decisions = list(session.exec(_ROUND, params=params))
+    if heads is None:
+        heads = _heads(session)
     by_country: dict[str, StateOnBoard] = {}
     order = {c: i for i, c in enumerate(member_states)}
     for handle, head in sorted(heads.items()):
@@ -89,8 +112,7 @@ def endorsement_board(session: Session, lifecycle: Lifecycle, proposal: Proposal
 
 def progress_reports(session: Session, proposal_id: int) -> list[ProgressReport]:
     """A proposal's progress reports, oldest first."""
-    query = select(ProgressReport).where(ProgressReport.proposal_id == proposal_id)
-    return list(session.exec(query.order_by(col(ProgressReport.at), col(ProgressReport.id))))
+    return list(session.exec(_REPORTS, params={"proposal_id": proposal_id}))
 
 
 def member_names(session: Session) -> dict[str, str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from models.errors import InvalidInputError, NotFoundError
@@ -77,6 +79,29 @@ def version_of(session: Session, proposal_id: int, version: int | None = None) -
     if row is None:
         raise NotFoundError(f"proposal {proposal_id} has no text version {wanted} (versions 1 to {p.text_version})")
     return row
+
+
+@dataclass(frozen=True)
+class TextInfo:
+    """Which text version is current, who wrote it and when (without the text itself)."""
+
+    version: int
+    author: str
+    at: dt.datetime
+
+
+_TEXT_INFO = select(col(ProposalText.author), col(ProposalText.at)).where(
+    col(ProposalText.proposal_id) == bindparam("proposal_id"), col(ProposalText.version) == bindparam("version"),
+)
+
+
+def text_info(session: Session, proposal: Proposal) -> TextInfo:
+    """The current text version of a loaded proposal, its author and time: one small read (not the text, which the
+    proposal row holds too)."""
+    row = session.execute(_TEXT_INFO, {"proposal_id": proposal.id, "version": proposal.text_version}).first()
+    if row is None:
+        raise NotFoundError(f"proposal {proposal.id} has no text version {proposal.text_version}")
+    return TextInfo(proposal.text_version, row[0], row[1])
 
 
 def all_texts(session: Session) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, or_, update
+from sqlalchemy import bindparam, delete, insert, or_, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.auth import new_secret, secret_hash
@@ -44,6 +44,13 @@ class ApiToken(SQLModel, table=True):
     created_at: dt.datetime = utc_field()
     last_used_at: dt.datetime | None = utc_field(default=None)
     revoked_at: dt.datetime | None = utc_field(default=None)
+
+
+# Built once (building a statement costs more than running it): a live token by its hash, with its member.
+_LIVE_TOKEN = (
+    select(ApiToken, Member).join(Member, col(Member.handle) == col(ApiToken.member))
+    .where(col(ApiToken.token_hash) == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
+)
 
 
 @dataclass(frozen=True)
@@ -114,29 +121,43 @@ def revoke_token(session: Session, token_id: int, *, now: dt.datetime, member: s
     return row
 
 
-def member_for_token(session: Session, raw: str, *, now: dt.datetime) -> Member | None:
-    """The active member a live token belongs to, or None; notes when it was used (to the minute)."""
-    now = utc(now)
+def live_token(session: Session, raw: str) -> tuple[ApiToken, Member] | None:
+    """The live token ``raw`` and its active member, or None; reads only (one statement)."""
     if not raw.startswith(PREFIX) or len(raw) > 200:
         return None
-    row = session.exec(
-        select(ApiToken).where(ApiToken.token_hash == secret_hash(raw), col(ApiToken.revoked_at).is_(None))
-    ).first()
-    if row is None:
+    found = session.exec(_LIVE_TOKEN, params={"token_hash": secret_hash(raw)}).first()
+    if found is None or not found[1].active:
         return None
-    member = session.get(Member, row.member)
-    if member is None or not member.active:
-        return None
-    if row.last_used_at is None or row.last_used_at <= now - USE_GRANULARITY:
-        session.execute(
-            update(ApiToken)
-            .where(
-                col(ApiToken.id) == row.id,
-                or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - USE_GRANULARITY),
-            )
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
+    return found[0], found[1]
+
+
+def use_is_new(token: ApiToken, now: dt.datetime) -> bool:
+    """Whether a use of ``token`` at ``now`` must be noted (``last_used_at`` is kept to the minute)."""
+    return token.last_used_at is None or token.last_used_at <= utc(now) - USE_GRANULARITY
+
+
+def note_use(session: Session, token: ApiToken, now: dt.datetime) -> None:
+    """Note a use of ``token`` at ``now`` (unless another request noted one within the minute)."""
+    now = utc(now)
+    session.execute(
+        update(ApiToken)
+        .where(
+            col(ApiToken.id) == token.id,
+            or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - USE_GRANULARITY),
         )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def member_for_token(session: Session, raw: str, *, now: dt.datetime) -> Member | None:
+    """The active member a live token belongs to, or None; notes when it was used (to the minute)."""
+    found = live_token(session, raw)
+    if found is None:
+        return None
+    token, member = found
+    if use_is_new(token, now):
+        note_use(session, token, now)
     return member
 
 
