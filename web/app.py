@@ -12,9 +12,14 @@ Around both: ``SecurityMiddleware`` (security headers, Origin check of unsafe re
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -25,12 +30,38 @@ from web.errors import UnexpectedErrors
 from web.pages import router as pages_router
 from web.pages.errors import install_page_handlers
 from web.security import SecurityMiddleware
-from web.state import Clock, WebState, wall_clock
+from web.state import Clock, WebState, pool_slots, wall_clock
 from web.templating import Templates
+from web.writelock import serialise_writes
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+_frozen = False
+# How long a thread may keep the interpreter while another waits for it (Python's default: 5 ms). Routes run in
+# worker threads; the event loop, which reads requests and sends answers, must wait that long for its turn each
+# time one of them is busy, and a request needs the loop several times. 1 ms keeps those waits short.
+SWITCH_INTERVAL = 0.001
+
+
+@asynccontextmanager
+async def _settled_heap(app: FastAPI) -> AsyncIterator[None]:
+    """At the first start-up of the process, after the imports and the app are built: move what exists to the
+    collector's permanent generation (once: an app started again, as in tests, does not freeze what came since),
+    and shorten the interpreter's switch interval (``SWITCH_INTERVAL``).
+
+    The modules, templates, definition and roster live as long as the process; without the freeze every full
+    collection walks them again, a pause in the middle of some request.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+    yield
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, clock: Clock | None = None) -> FastAPI:
@@ -41,8 +72,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is None:
         runtime = runtime_for(settings or Settings())
     settings = settings or runtime.settings
-    state = WebState(runtime=runtime, settings=settings, clock=clock or wall_clock, templates=Templates(runtime.definition))
-    app = FastAPI(title=runtime.definition.forum.name, docs_url=None, redoc_url=None, openapi_url=None)
+    serialise_writes(runtime.engine)
+    state = WebState(
+        runtime=runtime, settings=settings, clock=clock or wall_clock, templates=Templates(runtime.definition),
+        admission=anyio.Semaphore(pool_slots(runtime.engine), fast_acquire=True),
+    )
+    app = FastAPI(
+        title=runtime.definition.forum.name, docs_url=None, redoc_url=None, openapi_url=None, lifespan=_settled_heap,
+    )
     app.state.web = state
     install_page_handlers(app)
     app.include_router(pages_router)

@@ -13,23 +13,24 @@ Use the ``Annotated`` aliases in routes::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPBearer
 from sqlmodel import Session
 
 from models.auth import SignedIn, new_secret, signed_in
-from models.db import session_scope
 from models.runtime import Runtime
 from models.tables import Member
-from models.tokens import member_for_token as member_for_api_token
+from models.tokens import live_token, note_use, use_is_new
 from web.errors import CsrfError, NotSignedInError, SignInRequiredError
 from web.i18n import Ui
+from web.routing import finish
 from web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -44,7 +45,7 @@ from web.security import (
 from web.state import WebState
 
 
-def web_state(request: Request) -> WebState:
+async def web_state(request: Request) -> WebState:
     """The app's shared state."""
     state: WebState = request.app.state.web
     return state
@@ -53,20 +54,32 @@ def web_state(request: Request) -> WebState:
 State = Annotated[WebState, Depends(web_state)]
 
 
-def get_runtime(state: State) -> Runtime:
+async def get_runtime(state: State) -> Runtime:
     """Settings, definition, lifecycle and engine of the app."""
     return state.runtime
 
 
-def current_time(state: State) -> dt.datetime:
+async def current_time(state: State) -> dt.datetime:
     """The moment of this request, from the app's clock (tests set the clock)."""
     return state.clock()
 
 
-def db_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    """A database session for the request: committed after the route returns, rolled back on an error."""
-    with session_scope(runtime.engine) as session:
-        yield session
+async def db_session(state: State) -> AsyncIterator[Session]:
+    """A database session for the request: committed after the route returns, rolled back on an error.
+
+    Routes run in a worker thread that commits (or rolls back) the session itself before it hands the answer back
+    (``web.routing.OneHopRoute``), so what is left here is usually closing a session without a transaction. At most
+    as many requests hold a session at once as the connection pool keeps connections (``WebState.admission``):
+    the others wait here, on the event loop, instead of making and closing connections beyond the pool.
+    """
+    async with state.admission:
+        session = Session(state.runtime.engine, expire_on_commit=False)
+        try:
+            yield session
+        except BaseException:
+            await finish(session, commit=False)
+            raise
+        await finish(session, commit=True)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -74,10 +87,25 @@ Now = Annotated[dt.datetime, Depends(current_time)]
 DbSession = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def viewer(request: Request, db: DbSession, now: Now) -> SignedIn | None:
-    """The signed-in member of this request (session cookie), or None."""
+def reads_inline(db: Session) -> bool:
+    """Whether a small read may run on the event loop itself rather than in a worker thread: on SQLite.
+
+    There a read of one indexed row takes microseconds and, in WAL mode, never waits for a writer; the trip to a
+    worker thread and back costs more, and delays the request more under load. On PostgreSQL a read is a round trip
+    over the network: it goes to a worker thread. Writes always go to a worker thread (they may wait for a lock).
+    """
+    bind = db.get_bind()
+    return bind.dialect.name == "sqlite"
+
+
+async def viewer(request: Request, db: DbSession, now: Now) -> SignedIn | None:
+    """The signed-in member of this request (session cookie), or None; looked up afresh on every request."""
     raw = request.cookies.get(SESSION_COOKIE)
-    return signed_in(db, raw, now=now) if raw else None
+    if not raw:
+        return None
+    if reads_inline(db):
+        return signed_in(db, raw, now=now)
+    return await run_in_threadpool(signed_in, db, raw, now=now)
 
 
 Viewer = Annotated[SignedIn | None, Depends(viewer)]
@@ -91,18 +119,18 @@ class Caller:
     via: Literal["session", "token"]
 
 
-# Documents the two ways in (OpenAPI); ``api_member`` reads the headers itself.
-_bearer = HTTPBearer(auto_error=False, description="A personal API token (profile page, or `forumflow token create`).")
-_session = APIKeyCookie(
-    name=SESSION_COOKIE, auto_error=False, description="The web app's session (unsafe requests also need X-CSRF-Token).",
+# The two ways in, as the API's OpenAPI document names them (``web.api`` adds them to every operation there:
+# as dependencies they would be run on every request, for nothing, since ``api_member`` reads the headers itself).
+API_SECURITY = (
+    HTTPBearer(auto_error=False, description="A personal API token (profile page, or `forumflow token create`)."),
+    APIKeyCookie(
+        name=SESSION_COOKIE, auto_error=False,
+        description="The web app's session (unsafe requests also need X-CSRF-Token).",
+    ),
 )
 
 
-def api_member(
-    request: Request, who: Viewer, db: DbSession, now: Now,
-    _token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
-    _cookie: Annotated[str | None, Security(_session)] = None,
-) -> Caller:
+async def api_member(request: Request, who: Viewer, db: DbSession, now: Now) -> Caller:
     """The member calling the API, or 401 problem+json.
 
     An ``Authorization`` header decides alone: a bad token is refused even beside a valid session cookie.
@@ -110,9 +138,14 @@ def api_member(
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, raw = header.strip().partition(" ")
-        member = member_for_api_token(db, raw.strip(), now=now) if scheme.lower() == "bearer" else None
-        if member is None:  # tokens are 256-bit: guessing is hopeless, so refusals are not counted (no write)
+        found = None
+        if scheme.lower() == "bearer":
+            found = live_token(db, raw.strip()) if reads_inline(db) else await run_in_threadpool(live_token, db, raw.strip())
+        if found is None:  # tokens are 256-bit: guessing is hopeless, so refusals are not counted (no write)
             raise NotSignedInError("the API token is not valid (unknown, revoked, or its member left the forum)")
+        token, member = found
+        if use_is_new(token, now):  # a write, once a minute per token at most: in a worker thread
+            await run_in_threadpool(note_use, db, token, now)
         return Caller(member, "token")
     if who is None:
         raise NotSignedInError()
@@ -169,7 +202,7 @@ class Page:
         return RedirectResponse(url, status_code=303)
 
 
-def any_page(request: Request, state: State, who: Viewer) -> Page:
+async def any_page(request: Request, state: State, who: Viewer) -> Page:
     """A page anyone may see (signed in or not)."""
     ui = Ui.for_reader(request, who.member if who else None, state.templates.labels)
     if who is not None:
@@ -182,7 +215,7 @@ def any_page(request: Request, state: State, who: Viewer) -> Page:
 AnyPage = Annotated[Page, Depends(any_page)]
 
 
-def member_page(page: AnyPage) -> Page:
+async def member_page(page: AnyPage) -> Page:
     """A page for signed-in members: anyone else is sent to sign in and brought back."""
     if page.viewer is None:
         raise SignInRequiredError(here(page.request))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import anyio
+from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from models.runtime import Runtime
@@ -25,14 +28,30 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+# Requests holding a database session at once when the pool does not say how many connections it keeps.
+DEFAULT_ADMISSION = 5
+
+
+def pool_slots(engine: Engine) -> int:
+    """How many connections the engine's pool keeps open (QueuePool's size), else ``DEFAULT_ADMISSION``."""
+    size = getattr(engine.pool, "size", None)
+    slots = size() if callable(size) else DEFAULT_ADMISSION
+    return max(1, int(slots))
+
+
 @dataclass(frozen=True)
 class WebState:
-    """Shared by the pages and the API of one app."""
+    """Shared by the pages and the API of one app.
+
+    ``admission`` bounds the requests that hold a database session at once to the connections the pool keeps:
+    beyond them the pool would open and close a connection per request (or make threads wait for one).
+    """
 
     runtime: Runtime
     settings: Settings
     clock: Clock
     templates: Templates
+    admission: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(DEFAULT_ADMISSION, fast_acquire=True))
 
     @property
     def origin(self) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 
 from web.api import forum, me, proposals
-from web.deps import ApiCsrfProtected
+from web.deps import API_SECURITY, ApiCsrfProtected
 from web.errors import install_api_handlers, problem_responses
 from web.state import WebState
 
@@ -41,6 +42,18 @@ def create_api(state: WebState) -> FastAPI:
     return api
 
 
+def _document_security(document: dict[str, Any]) -> None:
+    """Every operation needs a member, by a Bearer token or the session cookie (``web.deps.API_SECURITY``)."""
+    schemes = {scheme.scheme_name: scheme for scheme in API_SECURITY}
+    components = document.setdefault("components", {})
+    components["securitySchemes"] = {
+        name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True) for name, scheme in sorted(schemes.items())
+    }
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            operation["security"] = [{name: []} for name in schemes]
+
+
 def _document_choices(api: FastAPI, state: WebState) -> None:
     """List the forum's states, working groups and actions as ``enum``s of the parameters that take them.
 
@@ -65,6 +78,7 @@ def _document_choices(api: FastAPI, state: WebState) -> None:
                         if values and parameter.get("in") in ("query", "path"):
                             schema = {"type": "string", "enum": values}
                             parameter["schema"] = schema | {"title": parameter.get("schema", {}).get("title", "")}
+            _document_security(document)
             body = document.get("components", {}).get("schemas", {}).get("ProposalIn", {}).get("properties", {})
             if "group" in body:
                 body["group"] = {"type": "string", "enum": choices["group"], "title": "Group"}

@@ -8,8 +8,9 @@ from models.queries import forum_summary
 from web.api.schemas import ForumOut, StateOut, WorkflowActionOut, WorkflowOut
 from web.deps import ApiMember, DbSession, Now, State
 from web.errors import problem_responses
+from web.routing import OneHopRoute
 
-router = APIRouter(tags=["forum"])
+router = APIRouter(tags=["forum"], route_class=OneHopRoute)
 
 
 @router.get("/forum", response_model=ForumOut, responses=problem_responses(401))

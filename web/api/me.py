@@ -8,8 +8,9 @@ from models.inbox import my_actions
 from web.api.schemas import ActionItemOut, MyActionsOut
 from web.deps import ApiMember, DbSession, Now, State
 from web.errors import problem_responses
+from web.routing import OneHopRoute
 
-router = APIRouter(prefix="/me", tags=["me"])
+router = APIRouter(prefix="/me", tags=["me"], route_class=OneHopRoute)
 
 
 @router.get("/actions", response_model=MyActionsOut, responses=problem_responses(401))

@@ -14,13 +14,14 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from sqlalchemy import event
 from sqlmodel import Session
 
-from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError
+from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError
 from models.lifecycle import Lifecycle, events_of, find_proposal
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
 from models.tables import Proposal
-from models.texts import diff_view, proposal_create, text_edit, version_of, versions_of
+from models.texts import diff_view, proposal_create, text_edit, text_info, version_of, versions_of
 from web.api.schemas import (
     ActionIn,
     AllowedOut,
@@ -38,11 +39,12 @@ from web.api.schemas import (
 )
 from web.deps import ApiMember, Caller, DbSession, Now, State
 from web.errors import ApiProblem, problem_responses, status_for
+from web.routing import OneHopRoute
 from web.state import WebState
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/proposals", tags=["proposals"])
+router = APIRouter(prefix="/proposals", tags=["proposals"], route_class=OneHopRoute)
 
 READ = (401, 404, 422)
 WRITE = (400, 401, 403, 404, 409, 412, 422, 428)
@@ -63,7 +65,7 @@ def _detail(db: Session, state: WebState, p: Proposal, who: Caller, now: dt.date
     """The proposal with its current text and what may happen next."""
     lifecycle: Lifecycle = state.runtime.lifecycle
     assert p.id is not None
-    text = version_of(db, p.id)
+    text = text_info(db, p)
     allowed = lifecycle.allowed(db, p, now)
     base = ProposalOut.fields_of(p, now=now, base_url=state.settings.base_url, final_states=lifecycle.final_states)
     return ProposalDetailOut(
@@ -95,6 +97,25 @@ def _matching(db: Session, proposal_id: int, if_match: str | None) -> Proposal:
             412, f"proposal {proposal_id} is at version {p.version}, If-Match names {read}: reload it and try again",
         )
     return p
+
+
+def _keep_loaded(db: Session, proposal_id: int) -> list[Proposal]:
+    """The proposal rows ``db`` loads from now on, kept: the session holds its rows weakly, and the answer after an
+    action needs the row the lifecycle read and changed (else it would be read again)."""
+    kept: list[Proposal] = []
+
+    def keep(session: Session, instance: object) -> None:
+        if isinstance(instance, Proposal) and instance.id == proposal_id:
+            kept.append(instance)
+
+    event.listen(db, "loaded_as_persistent", keep)
+    return kept
+
+
+def _named_version(proposal_id: int, if_match: str | None) -> int | None:
+    """The one version of this proposal that ``If-Match`` names (then the lifecycle checks it: no read before), else None."""
+    named = [int(m.group(2)) for t in _tags(if_match or "") if (m := _TAG.fullmatch(t)) and int(m.group(1)) == proposal_id]
+    return named[0] if len(named) == 1 and "*" not in _tags(if_match or "") else None
 
 
 def _refused(db: Session, state: WebState, exc: NotAllowedError, proposal_id: int, who: Caller, now: dt.datetime) -> ApiProblem:
@@ -271,16 +292,29 @@ def take_action(
     lifecycle = state.runtime.lifecycle
     if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
         raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(lifecycle.actions)}")
-    p = _matching(db, proposal_id, if_match)
     given = body or ActionIn()
+    expected = _named_version(proposal_id, if_match)
+    kept = _keep_loaded(db, proposal_id)
     try:
+        if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
+            expected = _matching(db, proposal_id, if_match).version
         events = lifecycle.apply(
             db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
-            expected_version=p.version,
+            expected_version=expected,
         )
-    except NotAllowedError as exc:
-        raise _refused(db, state, exc, proposal_id, who, now) from None
-    except ConflictError as exc:
-        raise _stale(db, exc) from None
+    except ForumflowError as exc:
+        # If-Match named one version and the lifecycle refused: answer as if the version had been checked first
+        # (404 or 412 before anything else), else with the lifecycle's own refusal.
+        db.rollback()
+        _matching(db, proposal_id, if_match)
+        if isinstance(exc, NotAllowedError):
+            raise _refused(db, state, exc, proposal_id, who, now) from None
+        if isinstance(exc, ConflictError):
+            raise _stale(db, exc) from None
+        raise
+    p = kept[-1] if kept else find_proposal(db, proposal_id)  # the row apply read and changed
+    # Commit now: the write lock (SQLite) is held from the first write to the commit, and the answer need not be
+    # built under it. The answer is the proposal as this action left it, with the actions possible once it is in.
+    db.commit()
     response.headers["ETag"] = etag_of(p)
     return EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail(db, state, p, who, now))

@@ -10,8 +10,9 @@ from fastapi import APIRouter
 
 from web.deps import CsrfProtected
 from web.pages import actions, auth, forum, groups, language, profile, proposal, proposals
+from web.routing import OneHopRoute
 
-router = APIRouter(dependencies=[CsrfProtected])
+router = APIRouter(dependencies=[CsrfProtected], route_class=OneHopRoute)
 router.include_router(auth.router)
 router.include_router(actions.router)
 router.include_router(language.router)

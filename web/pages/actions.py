@@ -7,8 +7,9 @@ from fastapi.responses import Response
 
 from models.inbox import my_actions
 from web.deps import DbSession, MemberPage, Now
+from web.routing import OneHopRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 
 @router.get("/")

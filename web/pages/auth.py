@@ -12,9 +12,10 @@ from models.auth import RateLimitedError, consume_sign_in, end_session, member_f
 from models.errors import InvalidInputError
 from notifications.signin import SIGN_IN_PATH, mail_sign_in_link
 from web.deps import AnyPage, DbSession, Now, Page, local_path
+from web.routing import OneHopRoute
 from web.security import CSRF_COOKIE, SESSION_COOKIE, delete_cookie, set_cookie
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 
 def client_address(request: Request) -> str:

@@ -17,8 +17,9 @@ from models.queries import forum_summary, member_names, mermaid
 from notifications.render import region_label
 from web.deps import DbSession, MemberPage, Now
 from web.i18n import N_
+from web.routing import OneHopRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 # Who may take an action, as the workflow names them (config.definition.ActorRole).
 ROLE_LABELS = {

@@ -11,8 +11,9 @@ from fastapi.responses import Response
 
 from models.queries import group_overview, member_names
 from web.deps import DbSession, MemberPage, Now
+from web.routing import OneHopRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 
 @router.get("/groups/{key}")

@@ -8,9 +8,10 @@ from fastapi.responses import RedirectResponse
 from notifications.render import LANGUAGES
 from web.deps import State, local_path
 from web.i18n import LANG_COOKIE
+from web.routing import OneHopRoute
 from web.security import cookies_secure, set_cookie
 
-router = APIRouter()
+router = APIRouter(route_class=OneHopRoute)
 
 ONE_YEAR = 365 * 24 * 3600
 

@@ -11,8 +11,9 @@ from models.errors import InvalidInputError
 from models.tokens import NAME_MAX, NewToken, create_token, revoke_token, tokens_of
 from web.deps import DbSession, MemberPage, Now, Page
 from web.i18n import LANGUAGE_NAMES
+from web.routing import OneHopRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 
 def _render(

@@ -20,20 +20,22 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from models.details import endorsement_board, member_names, progress_reports
+from models.details import endorsement_board, progress_reports
 from models.errors import ForumflowError, NotFoundError
 from models.lifecycle import EDIT, SYSTEM, Lifecycle, events_of, find_proposal
+from models.roster import people
 from models.tables import GroupMembership, ProposalCreate, ProposalTextEdit, WorkingGroup
 from models.textdiff import FIELDS
-from models.texts import diff_view, version_of, versions_of
+from models.texts import diff_view, text_info
 from notifications.render import region_label
 from web.deps import DbSession, MemberPage, Now, Page
 from web.errors import status_for
 from web.i18n import N_
+from web.routing import OneHopRoute
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 # Timeline labels of the events that are not actions of the workflow (those have labels of their own).
 EVENT_LABELS = {
@@ -188,12 +190,14 @@ def render_proposal(
     allowed = lifecycle.allowed(db, p, now)
     mine = [a for a in allowed if handle in a.actors and a.action != EDIT]
     can_edit = any(a.action == EDIT and handle in a.actors for a in allowed)
-    names = member_names(db)
+    forum = people(db)  # the cached roster (one small read): names and heads without reading every member
+    names = {h: m.name for h, m in forum.everyone.items()}
     diff, diff_error = _diff(page, db, proposal_id, p.text_version, from_, to)
     if diff_error and status == 200:
         status = 422
-    board = endorsement_board(db, lifecycle, p, list(definition.member_states))
-    reports = progress_reports(db, proposal_id)
+    board = endorsement_board(db, lifecycle, p, list(definition.member_states), forum.heads)
+    # A progress report is written with the proposal's last_progress_at, in the same transaction: none without it.
+    reports = progress_reports(db, proposal_id) if p.last_progress_at is not None else []
     done_message = ""
     if done in DONE_MESSAGES:
         done_message = page.ui.gettext(DONE_MESSAGES[done])
@@ -202,7 +206,8 @@ def render_proposal(
     groups = {g.key: g.name_in(page.ui.lang) for g in definition.working_groups}
     return page.render(
         "proposal.html", status=status,
-        p=p, text=version_of(db, proposal_id), versions=[v.version for v in versions_of(db, proposal_id)],
+        # Text versions are numbered 1, 2, ... up to the current one (create writes 1, each edit the next).
+        p=p, text=text_info(db, p), versions=list(range(1, p.text_version + 1)),
         group_name=groups.get(p.group, p.group), names=names,
         actions=[(a, lifecycle.actions[a.action]) for a in mine], can_edit=can_edit,
         reminding=lifecycle.reminding(db, p, handle, now),

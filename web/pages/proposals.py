@@ -30,10 +30,11 @@ from models.queries import (
 )
 from models.tables import Proposal
 from web.deps import DbSession, MemberPage, Now, Page
+from web.routing import OneHopRoute
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 PAGE_SIZE = 25
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such cells get a '.
