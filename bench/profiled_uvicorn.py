@@ -2,8 +2,9 @@
 
 Run: python bench/profiled_uvicorn.py STATS_FILE [uvicorn arguments...]
 
-Each thread gets a profiler of its own when it first runs Python code; on exit (SIGTERM, SIGINT) the profiles
-are merged and written to STATS_FILE (``python -m pstats STATS_FILE``, or ``pstats.Stats(STATS_FILE)``).
+Each thread gets a profiler of its own when it first runs Python code, timed by the thread's own CPU clock (time
+waiting for the interpreter lock, a database lock or the network does not count); on exit (SIGTERM, SIGINT) the
+profiles are merged and written to STATS_FILE (``python -m pstats STATS_FILE``, or ``pstats.Stats(STATS_FILE)``).
 ``bench/web.py --profile STATS_FILE`` starts the server this way.
 """
 
@@ -15,6 +16,7 @@ import pstats
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -24,7 +26,7 @@ _lock = threading.Lock()
 
 def _start_in_thread(frame: FrameType, event: str, arg: Any) -> None:
     """The first profile event of a new thread: replace this hook by a profiler of the thread's own."""
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.thread_time)
     with _lock:
         _profiles.append(profile)
     profile.enable()
@@ -55,7 +57,7 @@ def main() -> None:
     # uvicorn restores the handlers it found and raises the signal again once it has shut down: exit through atexit.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     threading.setprofile(_start_in_thread)
-    main_profile = cProfile.Profile()
+    main_profile = cProfile.Profile(time.thread_time)
     _profiles.append(main_profile)
     main_profile.enable()
     from uvicorn.main import main as uvicorn_main

@@ -82,9 +82,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.web = state
     install_page_handlers(app)
-    app.include_router(pages_router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # The mounts first: a request under them is matched by its prefix at once, not after every page's route.
     app.mount(PREFIX, create_api(state), name="api")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(pages_router)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityMiddleware, origin=state.origin)
     log.info("web app for %s at %s", runtime.definition.forum.key, settings.base_url)

@@ -45,26 +45,42 @@ from web.security import (
 from web.state import WebState
 
 
-async def web_state(request: Request) -> WebState:
-    """The app's shared state."""
+# Every dependency below takes the request and finds what it needs there, rather than depending on ``State`` or
+# ``Now``: FastAPI solves a dependency's own dependencies again wherever it is used, even when its value is cached,
+# so a shallow graph is a cheaper one (it is solved on every request).
+def _state(request: Request) -> WebState:
     state: WebState = request.app.state.web
     return state
+
+
+def request_time(request: Request) -> dt.datetime:
+    """The moment of this request, read from the app's clock once (tests set the clock), then kept with the request."""
+    scope = request.scope
+    moment: dt.datetime | None = scope.get("forumflow.now")
+    if moment is None:
+        moment = scope["forumflow.now"] = _state(request).clock()
+    return moment
+
+
+async def web_state(request: Request) -> WebState:
+    """The app's shared state."""
+    return _state(request)
 
 
 State = Annotated[WebState, Depends(web_state)]
 
 
-async def get_runtime(state: State) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """Settings, definition, lifecycle and engine of the app."""
-    return state.runtime
+    return _state(request).runtime
 
 
-async def current_time(state: State) -> dt.datetime:
+async def current_time(request: Request) -> dt.datetime:
     """The moment of this request, from the app's clock (tests set the clock)."""
-    return state.clock()
+    return request_time(request)
 
 
-async def db_session(state: State) -> AsyncIterator[Session]:
+async def db_session(request: Request) -> AsyncIterator[Session]:
     """A database session for the request: committed after the route returns, rolled back on an error.
 
     Routes run in a worker thread that commits (or rolls back) the session itself before it hands the answer back
@@ -72,6 +88,7 @@ async def db_session(state: State) -> AsyncIterator[Session]:
     as many requests hold a session at once as the connection pool keeps connections (``WebState.admission``):
     the others wait here, on the event loop, instead of making and closing connections beyond the pool.
     """
+    state = _state(request)
     async with state.admission:
         session = Session(state.runtime.engine, expire_on_commit=False)
         try:
@@ -98,8 +115,9 @@ def reads_inline(db: Session) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-async def viewer(request: Request, db: DbSession, now: Now) -> SignedIn | None:
+async def viewer(request: Request, db: DbSession) -> SignedIn | None:
     """The signed-in member of this request (session cookie), or None; looked up afresh on every request."""
+    now = request_time(request)  # read on every request, as a dependency on ``Now`` would
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
@@ -130,11 +148,17 @@ API_SECURITY = (
 )
 
 
-async def api_member(request: Request, who: Viewer, db: DbSession, now: Now) -> Caller:
-    """The member calling the API, or 401 problem+json.
+async def api_member(request: Request, who: Viewer, db: DbSession) -> Caller:
+    """The member calling the API, or 401 problem+json; with a session, an unsafe request must carry its CSRF token.
 
-    An ``Authorization`` header decides alone: a bad token is refused even beside a valid session cookie.
+    Every API route takes the caller, so this is where the API checks CSRF (``csrf_protect``: requests with a Bearer
+    token are exempt, a request with no session is left to answer 401), before anything else, as a router-wide
+    dependency would (one dependency less to solve on every request). An ``Authorization`` header decides alone:
+    a bad token is refused even beside a valid session cookie.
     """
+    now = request_time(request)
+    if who is not None:
+        await csrf_protect(request, who)
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, raw = header.strip().partition(" ")
@@ -202,8 +226,9 @@ class Page:
         return RedirectResponse(url, status_code=303)
 
 
-async def any_page(request: Request, state: State, who: Viewer) -> Page:
+async def any_page(request: Request, who: Viewer) -> Page:
     """A page anyone may see (signed in or not)."""
+    state = _state(request)
     ui = Ui.for_reader(request, who.member if who else None, state.templates.labels)
     if who is not None:
         return Page(request, state, who, ui, who.session.csrf_token)
@@ -250,12 +275,3 @@ async def csrf_protect(request: Request, who: Viewer) -> None:
 
 CsrfProtected = Depends(csrf_protect)
 
-
-async def api_csrf_protect(request: Request, who: Viewer) -> None:
-    """``csrf_protect`` for the API, where every route needs a member: a request with no session is left to answer 401."""
-    if who is None:
-        return
-    await csrf_protect(request, who)
-
-
-ApiCsrfProtected = Depends(api_csrf_protect)

@@ -1,9 +1,9 @@
 """The JSON API, a FastAPI application of its own mounted at ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``).
 
 Its own app keeps its errors problem+json (``web.errors.install_api_handlers``) and its OpenAPI free of
-the pages. Each concern is a module with a ``router``; every unsafe request passes ``csrf_protect``
-(session cookies need the ``X-CSRF-Token`` header; Bearer tokens are exempt; a request with neither is
-answered 401 by the route).
+the pages. Each concern is a module with a ``router``; every route takes the caller (``web.deps.ApiMember``), which
+passes every unsafe request through ``csrf_protect`` (session cookies need the ``X-CSRF-Token`` header; Bearer
+tokens are exempt; a request with neither is answered 401). tests/web/test_app.py checks that no route goes without.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 
 from web.api import forum, me, proposals
-from web.deps import API_SECURITY, ApiCsrfProtected
+from web.deps import API_SECURITY
 from web.errors import install_api_handlers, problem_responses
 from web.state import WebState
 
@@ -30,7 +30,6 @@ def create_api(state: WebState) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,  # the interactive docs load scripts from another host
         redoc_url=None,
-        dependencies=[ApiCsrfProtected],
         responses=problem_responses(500),
     )
     api.state.web = state
