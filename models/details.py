@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
+from models.errors import NotFoundError
 from models.lifecycle import Lifecycle, _heads
-from models.tables import EndorsementDecision, Member, ProgressReport, Proposal
+from models.tables import MAX_PROPOSAL_ID, EndorsementDecision, Event, Member, ProgressReport, Proposal
 
 ENDORSED, OBJECTED, WAITING, NO_DECISION = "endorsed", "objected", "waiting", "no_decision"
 
@@ -62,10 +63,28 @@ _ROUND = (
 )
 # In an open round only the decisions on the text under review count.
 _OPEN_ROUND = _ROUND.where(col(_d.text_version) == bindparam("text_version"))
+_PROPOSAL = select(Proposal).where(col(Proposal.id) == bindparam("proposal_id"))
+_EVENTS = select(Event).where(col(Event.proposal_id) == bindparam("proposal_id")).order_by(col(Event.seq))
 _REPORTS = (
     select(ProgressReport).where(col(ProgressReport.proposal_id) == bindparam("proposal_id"))
     .order_by(col(ProgressReport.at), col(ProgressReport.id))
 )
+
+
+def proposal_of(session: Session, proposal_id: int) -> Proposal:
+    """The proposal, or NotFoundError (also for an id no proposal row can have): ``find_proposal`` on a prebuilt
+    statement, for a request that has not read the row yet."""
+    if not 0 < proposal_id <= MAX_PROPOSAL_ID:
+        raise NotFoundError(f"proposal {proposal_id} not found")
+    proposal = session.exec(_PROPOSAL, params={"proposal_id": proposal_id}).first()
+    if proposal is None:
+        raise NotFoundError(f"proposal {proposal_id} not found")
+    return proposal
+
+
+def timeline(session: Session, proposal_id: int) -> list[Event]:
+    """A proposal's events in order (as ``events_of``, on a prebuilt statement)."""
+    return list(session.exec(_EVENTS, params={"proposal_id": proposal_id}))
 
 
 def endorsement_board(

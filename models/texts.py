@@ -98,7 +98,7 @@ _TEXT_INFO = select(col(ProposalText.author), col(ProposalText.at)).where(
 def text_info(session: Session, proposal: Proposal) -> TextInfo:
     """The current text version of a loaded proposal, its author and time: one small read (not the text, which the
     proposal row holds too)."""
-    row = session.execute(_TEXT_INFO, {"proposal_id": proposal.id, "version": proposal.text_version}).first()
+    row = session.connection().execute(_TEXT_INFO, {"proposal_id": proposal.id, "version": proposal.text_version}).first()
     if row is None:
         raise NotFoundError(f"proposal {proposal.id} has no text version {proposal.text_version}")
     return TextInfo(proposal.text_version, row[0], row[1])

@@ -20,9 +20,9 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from models.details import endorsement_board, progress_reports
+from models.details import endorsement_board, progress_reports, proposal_of, timeline
 from models.errors import ForumflowError, NotFoundError
-from models.lifecycle import EDIT, SYSTEM, Lifecycle, events_of, find_proposal
+from models.lifecycle import EDIT, SYSTEM, Lifecycle, find_proposal
 from models.roster import people
 from models.tables import GroupMembership, ProposalCreate, ProposalTextEdit, WorkingGroup
 from models.textdiff import FIELDS
@@ -131,7 +131,7 @@ def _int(value: str | None) -> int | None:
 def _timeline(page: Page, lifecycle: Lifecycle, db: Session, proposal_id: int, names: dict[str, str]) -> list[TimelineItem]:
     ui = page.ui
     items = []
-    for ev in events_of(db, proposal_id):
+    for ev in timeline(db, proposal_id):
         payload = ev.payload or {}
         label = ui.gettext(EVENT_LABELS[ev.action]) if ev.action in EVENT_LABELS else ui.action(ev.action)
         recipients = payload.get("recipients")
@@ -186,7 +186,7 @@ def render_proposal(
     runtime = page.state.runtime
     lifecycle, definition = runtime.lifecycle, runtime.definition
     handle = page.viewer.member.handle
-    p = find_proposal(db, proposal_id)
+    p = proposal_of(db, proposal_id)
     allowed = lifecycle.allowed(db, p, now)
     mine = [a for a in allowed if handle in a.actors and a.action != EDIT]
     can_edit = any(a.action == EDIT and handle in a.actors for a in allowed)
