@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import DateTime, String, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
@@ -28,6 +30,8 @@ from sqlmodel import Session, create_engine
 from models.errors import ForumflowError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -133,6 +137,32 @@ def is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
                 columns = ", ".join(f"{table.name}.{col.name}" for col in c.columns)
                 return f"UNIQUE constraint failed: {columns}" in str(orig)
     return False
+
+
+def as_loaded(session: Session, model: type[T], values: Mapping[str, Any], *, attach: bool = True) -> T:
+    """The row ``values`` (every column, by attribute name) as an instance of ``model`` that ``session`` had loaded.
+
+    For rows read or written with Core statements on the session's connection. An instance already in the
+    identity map is kept as a query keeps it: its loaded attributes unchanged, the ones not loaded (expired) taken
+    from ``values``. Else a new instance is made without ``__init__`` (no validation: the values are a row), and
+    with ``attach`` put in the session with nothing pending, as a query would have left it, without any SQL
+    (``make_transient_to_detached``, then ``add``). Without ``attach`` it stays out of the session: for an
+    instance only the caller holds, which the session (holding its instances weakly) would drop anyway.
+    """
+    mapper = inspect(model)
+    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
+    existing = session.identity_map.get(key)
+    if existing is not None:
+        state = inspect(existing)
+        for name in state.unloaded & values.keys():
+            set_committed_value(existing, name, values[name])
+        return existing  # type: ignore[no-any-return]
+    instance: T = mapper.class_manager.new_instance()
+    instance.__dict__.update(values)
+    if attach:
+        make_transient_to_detached(instance)
+        session.add(instance)
+    return instance
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from transitions import Machine, MachineError
 
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
 from models.clock import shown, utc
-from models.db import is_unique_violation
+from models.db import as_loaded, is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
 from models.roster import People, people, token_column
 from models.tables import (
@@ -488,24 +488,22 @@ class Lifecycle:
         """
         if not 0 < proposal_id <= MAX_PROPOSAL_ID:
             raise NotFoundError(f"proposal {proposal_id} not found")
-        p = Proposal
-        query: Any
-        if decisions:
-            d = EndorsementDecision
-            query = sa_select(p, token_column(), col(d.member), col(d.decision)).outerjoin(
-                d, and_(col(d.proposal_id) == col(p.id), col(d.round) == col(p.round), col(d.text_version) == col(p.text_version))
-            )
-        else:
-            query = sa_select(p, token_column())
-        rows = session.execute(query.where(col(p.id) == proposal_id)).all()
+        if session.autoflush:
+            session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
+        query, width = _load_statement(decisions)
+        rows = session.connection().execute(query, {"pid": proposal_id}).all()
         if not rows:
             raise NotFoundError(f"proposal {proposal_id} not found")
-        proposal, token = rows[0][0], rows[0][1]
+        first = rows[0]
+        # The caller's copy when its session holds one (as a query would give it), else a copy of the row only
+        # this call holds: the session keeps no instance nobody refers to, so it need not be put there.
+        proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, first[:width], strict=True)), attach=False)
+        token = first[width]
         decided = None
         if decisions:
             # The decisions of the round in progress; none when the proposal is not in a round.
             in_round = proposal.state == self.workflow.endorsement.state
-            decided = {row[2]: row[3] for row in rows if row[2] is not None} if in_round else {}
+            decided = {row[width + 1]: row[width + 2] for row in rows if row[width + 1] is not None} if in_round else {}
         now = utc(now)
         # Every event sets updated_at to the later of it and its own time: it is the newest event's time.
         if now < proposal.updated_at:
@@ -641,15 +639,13 @@ class Lifecycle:
             head = ctx.heads[actor]
             assert head.region is not None
             payload |= {"region": head.region, "round": proposal.round}
-            session.add(
-                EndorsementDecision(
-                    proposal_id=proposal_id, round=proposal.round, member=actor, region=head.region,
-                    country=head.region.split("-")[0], decision="endorse" if action == rnd.endorse else "object",
-                    text_version=proposal.text_version, at=now,
-                )
-            )
+            decision = {
+                "proposal_id": proposal_id, "round": proposal.round, "member": actor, "region": head.region,
+                "country": head.region.split("-")[0], "decision": "endorse" if action == rnd.endorse else "object",
+                "text_version": proposal.text_version, "at": now,
+            }
             try:  # the same head deciding twice at once: the second one to write loses
-                session.flush()
+                session.connection().execute(_insert(EndorsementDecision), decision)
             except IntegrityError as exc:
                 if not is_unique_violation(exc, "uq_decision_member"):
                     raise
@@ -658,7 +654,8 @@ class Lifecycle:
                     "reload and try again"
                 ) from None
         if spec.percent:
-            session.add(ProgressReport(proposal_id=proposal_id, percent=percent or 0, note=comment, actor=actor, at=now))
+            report = {"proposal_id": proposal_id, "percent": percent or 0, "note": comment, "actor": actor, "at": now}
+            session.connection().execute(_insert(ProgressReport), report)
 
         region = lambda: ctx.roster.presiding_region  # noqa: E731
         events = [self._transition(session, proposal, action, actor, comment=comment, payload=payload, now=now, region=region)]
@@ -738,25 +735,26 @@ class Lifecycle:
         version = proposal.version
         # updated_at is the newest event's time (actions are checked against it): it never goes back.
         values = values | {"updated_at": max(proposal.updated_at, now)}
-        result = session.execute(
-            update(Proposal)
-            .where(col(Proposal.id) == proposal.id, col(Proposal.version) == version)
-            .values(version=version + 1, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        # Only the columns that change are set: an index on a column set to its own value is written all the same.
+        values = {key: value for key, value in values.items() if getattr(proposal, key) != value} | {"version": version + 1}
+        assert proposal.id is not None
+        if session.autoflush:
+            session.flush()  # rows the caller added first are written first, as a query would flush them
+        connection = session.connection()
+        params = {f"v_{key}": value for key, value in values.items()} | {"w_id": proposal.id, "w_version": version}
+        result = connection.execute(_conditional_update(frozenset(values)), params)
+        if result.rowcount != 1:
             raise ConflictError(f"proposal {proposal.id} was changed by someone else; reload and try again")
         # The row is already written: update the loaded object without marking it dirty.
-        for key, value in (values | {"version": version + 1}).items():
+        for key, value in values.items():
             set_committed_value(proposal, key, value)
-        assert proposal.id is not None
-        ev = Event(
-            proposal_id=proposal.id, seq=version + 1, action=action, from_state=old_state,
-            to_state=values.get("state", old_state), actor=actor, at=now, comment=comment,
-            payload=payload | {"text_version": proposal.text_version},  # every event names the text it concerns
-        )
-        session.add(ev)
-        session.flush()
+        row = {
+            "proposal_id": proposal.id, "seq": version + 1, "action": action, "from_state": old_state,
+            "to_state": values.get("state", old_state), "actor": actor, "at": now, "comment": comment,
+            "payload": payload | {"text_version": proposal.text_version},  # every event names the text it concerns
+        }
+        (event_id,) = connection.execute(_insert(Event), row).inserted_primary_key  # type: ignore[misc]
+        ev = as_loaded(session, Event, row | {"id": event_id})
         log.debug("proposal %s: %s by %s (%s -> %s)", proposal.id, action, actor, old_state, ev.to_state)
         return ev
 
@@ -1049,6 +1047,33 @@ class Lifecycle:
                 continue
             who |= set(self._holders(ctx, spec))
         return sorted(who)
+
+
+# The proposal's columns by attribute name, in table order (the order a Core SELECT of the table gives them).
+_PROPOSAL_KEYS = tuple(c.key for c in Proposal.__table__.columns)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _load_statement(decisions: bool) -> tuple[Any, int]:
+    """SELECT the proposal ``:pid`` with the definition's generation token, and the number of proposal columns.
+
+    With ``decisions``, each decision of its current round (member, decision) follows, one row each (NULLs for none).
+    """
+    p = Proposal.__table__  # type: ignore[attr-defined]
+    columns = [*p.columns, token_column().label("generation_token")]
+    if decisions:
+        d = EndorsementDecision.__table__  # type: ignore[attr-defined]
+        joined = p.outerjoin(d, and_(d.c.proposal_id == p.c.id, d.c.round == p.c.round, d.c.text_version == p.c.text_version))
+        query = sa_select(*columns, d.c.member.label("decided_member"), d.c.decision.label("decided")).select_from(joined)
+    else:
+        query = sa_select(*columns)
+    return query.where(p.c.id == bindparam("pid")), len(p.columns)
+
+
+@functools.cache
+def _insert(model: type[Any]) -> Any:
+    """INSERT INTO the table of ``model`` (a Core statement: the columns are those of the parameters given)."""
+    return insert(model.__table__)
 
 
 @functools.cache
