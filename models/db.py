@@ -98,14 +98,16 @@ def _py_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+# Every SQLite connection's settings, in this order (bench/actions.py gives its bare SQL the same).
+# The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
+SQLITE_PRAGMAS = ("busy_timeout=10000", "foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.create_function(SQLITE_LOWER, 1, _py_lower, deterministic=True)
     cur = dbapi_conn.cursor()
-    # The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:
+        cur.execute(f"PRAGMA {pragma}")
     cur.close()
 
 
