@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, update
+from sqlalchemy import and_, bindparam, func, insert, null, union_all, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -129,15 +129,15 @@ class Roster:
         self.session, self.now = session, utc(now)
         self.people = forum if forum is not None else people(session)
 
-    @functools.cached_property
+    @property
     def chairs(self) -> dict[str, str]:
         """Chair handle by working-group key."""
-        return {g.key: g.chair for g in self.people.groups.values()}
+        return self.people.chairs  # type: ignore[return-value]
 
-    @functools.cached_property
+    @property
     def deputy_chairs(self) -> dict[str, str]:
         """Deputy chair handle by working-group key (groups that have one)."""
-        return {g.key: g.deputy_chair for g in self.people.groups.values() if g.deputy_chair}
+        return self.people.deputy_chairs  # type: ignore[return-value]
 
     @property
     def members(self) -> dict[str, set[str]]:
@@ -490,20 +490,20 @@ class Lifecycle:
             raise NotFoundError(f"proposal {proposal_id} not found")
         if session.autoflush:
             session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
-        query, width = _load_statement(decisions)
-        rows = session.connection().execute(query, {"pid": proposal_id}).all()
-        if not rows:
+        rows = session.connection().execute(_load_statement(decisions), {"pid": proposal_id}).all()
+        found = [row for row in rows if row[_ID] is not None]
+        if not found:
             raise NotFoundError(f"proposal {proposal_id} not found")
-        first = rows[0]
+        (first,) = found
         # The caller's copy when its session holds one (as a query would give it), else a copy of the row only
         # this call holds: the session keeps no instance nobody refers to, so it need not be put there.
-        proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, first[:width], strict=True)), attach=False)
-        token = first[width]
+        proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, first[:_WIDTH], strict=True)), attach=False)
+        token = first[_WIDTH]
         decided = None
         if decisions:
             # The decisions of the round in progress; none when the proposal is not in a round.
             in_round = proposal.state == self.workflow.endorsement.state
-            decided = {row[width + 1]: row[width + 2] for row in rows if row[width + 1] is not None} if in_round else {}
+            decided = {row[-2]: row[-1] for row in rows if row[_ID] is None} if in_round else {}
         now = utc(now)
         # Every event sets updated_at to the later of it and its own time: it is the newest event's time.
         if now < proposal.updated_at:
@@ -672,9 +672,9 @@ class Lifecycle:
         decided[new_endorser] = "endorse"
         if "object" in decided.values():
             return False
-        taking_part = {m.region.split("-")[0] for m in ctx.heads.values() if m.region}
-        endorsed = {ctx.heads[h].region.split("-")[0] for h, d in decided.items() if d == "endorse" and h in ctx.heads}  # type: ignore[union-attr]
-        return taking_part <= endorsed
+        country_of = ctx.roster.people.country_of
+        endorsed = {country_of[h] for h, d in decided.items() if d == "endorse" and h in country_of}
+        return ctx.roster.people.member_states <= endorsed
 
     def _transition(
         self, session: Session, proposal: Proposal, action: str, actor: str, *, comment: str,
@@ -1042,8 +1042,9 @@ class Lifecycle:
                 # In a round only heads of states that have not endorsed yet still have to act.
                 if name != self.workflow.endorsement.endorse:
                     continue
-                done = {ctx.heads[h].region.split("-")[0] for h, d in ctx.decided.items() if h in ctx.heads}  # type: ignore[union-attr]
-                who |= {h for h in self._holders(ctx, spec) if ctx.heads[h].region.split("-")[0] not in done}  # type: ignore[union-attr]
+                country_of = ctx.roster.people.country_of
+                done = {country_of[h] for h in ctx.decided if h in country_of}
+                who |= {h for h in self._holders(ctx, spec) if country_of[h] not in done}
                 continue
             who |= set(self._holders(ctx, spec))
         return sorted(who)
@@ -1051,23 +1052,28 @@ class Lifecycle:
 
 # The proposal's columns by attribute name, in table order (the order a Core SELECT of the table gives them).
 _PROPOSAL_KEYS = tuple(c.key for c in Proposal.__table__.columns)  # type: ignore[attr-defined]
+_WIDTH, _ID = len(_PROPOSAL_KEYS), _PROPOSAL_KEYS.index("id")
 
 
 @functools.cache
-def _load_statement(decisions: bool) -> tuple[Any, int]:
-    """SELECT the proposal ``:pid`` with the definition's generation token, and the number of proposal columns.
+def _load_statement(decisions: bool) -> Any:
+    """SELECT the proposal ``:pid`` (its columns in table order) and the definition's generation token.
 
-    With ``decisions``, each decision of its current round (member, decision) follows, one row each (NULLs for none).
+    With ``decisions``, a row for each decision of its current round follows (UNION ALL): every column NULL but the
+    last two, member and decision (a join would repeat the proposal's columns, each read again, on every row).
+    The proposal's row is the one with its id.
     """
     p = Proposal.__table__  # type: ignore[attr-defined]
-    columns = [*p.columns, token_column().label("generation_token")]
-    if decisions:
-        d = EndorsementDecision.__table__  # type: ignore[attr-defined]
-        joined = p.outerjoin(d, and_(d.c.proposal_id == p.c.id, d.c.round == p.c.round, d.c.text_version == p.c.text_version))
-        query = sa_select(*columns, d.c.member.label("decided_member"), d.c.decision.label("decided")).select_from(joined)
-    else:
-        query = sa_select(*columns)
-    return query.where(p.c.id == bindparam("pid")), len(p.columns)
+    proposal = sa_select(*p.columns, token_column().label("generation_token")).where(p.c.id == bindparam("pid"))
+    if not decisions:
+        return proposal
+    d = EndorsementDecision.__table__  # type: ignore[attr-defined]
+    current = and_(d.c.proposal_id == p.c.id, d.c.round == p.c.round, d.c.text_version == p.c.text_version)
+    decided = (
+        sa_select(*[null() for _ in p.columns], null(), d.c.member, d.c.decision)
+        .select_from(d.join(p, current)).where(p.c.id == bindparam("pid"))
+    )
+    return union_all(proposal.add_columns(null().label("decided_member"), null().label("decided")), decided)
 
 
 @functools.cache
