@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import DateTime, String, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
@@ -28,6 +30,8 @@ from sqlmodel import Session, create_engine
 from models.errors import ForumflowError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -48,6 +52,29 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+    # SQLite: one function each way instead of this type's step composed with SQLAlchemy's. Every action writes
+    # and reads a few of these values; the text is SQLAlchemy's storage format for SQLite ("2021-03-01 09:00:00.000000").
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        convert = self.process_bind_param
+
+        def process(value: dt.datetime | None) -> str | None:
+            stored = convert(value, dialect)
+            return None if stored is None else stored.isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        parse, convert = dt.datetime.fromisoformat, self.process_result_value
+
+        def process(value: str | None) -> dt.datetime | None:
+            return None if value is None else convert(parse(value), dialect)
+
+        return process
 
 
 def utc_field(**kw: Any) -> Any:
@@ -94,14 +121,16 @@ def _py_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+# Every SQLite connection's settings, in this order (bench/actions.py gives its bare SQL the same).
+# The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
+SQLITE_PRAGMAS = ("busy_timeout=10000", "foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.create_function(SQLITE_LOWER, 1, _py_lower, deterministic=True)
     cur = dbapi_conn.cursor()
-    # The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:
+        cur.execute(f"PRAGMA {pragma}")
     cur.close()
 
 
@@ -133,6 +162,32 @@ def is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
                 columns = ", ".join(f"{table.name}.{col.name}" for col in c.columns)
                 return f"UNIQUE constraint failed: {columns}" in str(orig)
     return False
+
+
+def as_loaded(session: Session, model: type[T], values: Mapping[str, Any], *, attach: bool = True) -> T:
+    """The row ``values`` (every column, by attribute name) as an instance of ``model`` that ``session`` had loaded.
+
+    For rows read or written with Core statements on the session's connection. An instance already in the
+    identity map is kept as a query keeps it: its loaded attributes unchanged, the ones not loaded (expired) taken
+    from ``values``. Else a new instance is made without ``__init__`` (no validation: the values are a row), and
+    with ``attach`` put in the session with nothing pending, as a query would have left it, without any SQL
+    (``make_transient_to_detached``, then ``add``). Without ``attach`` it stays out of the session: for an
+    instance only the caller holds, which the session (holding its instances weakly) would drop anyway.
+    """
+    mapper = inspect(model)
+    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
+    existing = session.identity_map.get(key)
+    if existing is not None:
+        state = inspect(existing)
+        for name in state.unloaded & values.keys():
+            set_committed_value(existing, name, values[name])
+        return existing  # type: ignore[no-any-return]
+    instance: T = mapper.class_manager.new_instance()
+    instance.__dict__.update(values)
+    if attach:
+        make_transient_to_detached(instance)
+        session.add(instance)
+    return instance
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, update
+from sqlalchemy import and_, bindparam, func, insert, null, union_all, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -24,7 +24,7 @@ from transitions import Machine, MachineError
 
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
 from models.clock import shown, utc
-from models.db import is_unique_violation
+from models.db import as_loaded, is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
 from models.roster import People, people, token_column
 from models.tables import (
@@ -129,15 +129,15 @@ class Roster:
         self.session, self.now = session, utc(now)
         self.people = forum if forum is not None else people(session)
 
-    @functools.cached_property
+    @property
     def chairs(self) -> dict[str, str]:
         """Chair handle by working-group key."""
-        return {g.key: g.chair for g in self.people.groups.values()}
+        return self.people.chairs  # type: ignore[return-value]
 
-    @functools.cached_property
+    @property
     def deputy_chairs(self) -> dict[str, str]:
         """Deputy chair handle by working-group key (groups that have one)."""
-        return {g.key: g.deputy_chair for g in self.people.groups.values() if g.deputy_chair}
+        return self.people.deputy_chairs  # type: ignore[return-value]
 
     @property
     def members(self) -> dict[str, set[str]]:
@@ -488,24 +488,22 @@ class Lifecycle:
         """
         if not 0 < proposal_id <= MAX_PROPOSAL_ID:
             raise NotFoundError(f"proposal {proposal_id} not found")
-        p = Proposal
-        query: Any
-        if decisions:
-            d = EndorsementDecision
-            query = sa_select(p, token_column(), col(d.member), col(d.decision)).outerjoin(
-                d, and_(col(d.proposal_id) == col(p.id), col(d.round) == col(p.round), col(d.text_version) == col(p.text_version))
-            )
-        else:
-            query = sa_select(p, token_column())
-        rows = session.execute(query.where(col(p.id) == proposal_id)).all()
-        if not rows:
+        if session.autoflush:
+            session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
+        rows = session.connection().execute(_load_statement(decisions), {"pid": proposal_id}).all()
+        found = [row for row in rows if row[_ID] is not None]
+        if not found:
             raise NotFoundError(f"proposal {proposal_id} not found")
-        proposal, token = rows[0][0], rows[0][1]
+        (first,) = found
+        # The caller's copy when its session holds one (as a query would give it), else a copy of the row only
+        # this call holds: the session keeps no instance nobody refers to, so it need not be put there.
+        proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, first[:_WIDTH], strict=True)), attach=False)
+        token = first[_WIDTH]
         decided = None
         if decisions:
             # The decisions of the round in progress; none when the proposal is not in a round.
             in_round = proposal.state == self.workflow.endorsement.state
-            decided = {row[2]: row[3] for row in rows if row[2] is not None} if in_round else {}
+            decided = {row[-2]: row[-1] for row in rows if row[_ID] is None} if in_round else {}
         now = utc(now)
         # Every event sets updated_at to the later of it and its own time: it is the newest event's time.
         if now < proposal.updated_at:
@@ -641,15 +639,13 @@ class Lifecycle:
             head = ctx.heads[actor]
             assert head.region is not None
             payload |= {"region": head.region, "round": proposal.round}
-            session.add(
-                EndorsementDecision(
-                    proposal_id=proposal_id, round=proposal.round, member=actor, region=head.region,
-                    country=head.region.split("-")[0], decision="endorse" if action == rnd.endorse else "object",
-                    text_version=proposal.text_version, at=now,
-                )
-            )
+            decision = {
+                "proposal_id": proposal_id, "round": proposal.round, "member": actor, "region": head.region,
+                "country": head.region.split("-")[0], "decision": "endorse" if action == rnd.endorse else "object",
+                "text_version": proposal.text_version, "at": now,
+            }
             try:  # the same head deciding twice at once: the second one to write loses
-                session.flush()
+                session.connection().execute(_insert(EndorsementDecision), decision)
             except IntegrityError as exc:
                 if not is_unique_violation(exc, "uq_decision_member"):
                     raise
@@ -658,7 +654,8 @@ class Lifecycle:
                     "reload and try again"
                 ) from None
         if spec.percent:
-            session.add(ProgressReport(proposal_id=proposal_id, percent=percent or 0, note=comment, actor=actor, at=now))
+            report = {"proposal_id": proposal_id, "percent": percent or 0, "note": comment, "actor": actor, "at": now}
+            session.connection().execute(_insert(ProgressReport), report)
 
         region = lambda: ctx.roster.presiding_region  # noqa: E731
         events = [self._transition(session, proposal, action, actor, comment=comment, payload=payload, now=now, region=region)]
@@ -675,9 +672,9 @@ class Lifecycle:
         decided[new_endorser] = "endorse"
         if "object" in decided.values():
             return False
-        taking_part = {m.region.split("-")[0] for m in ctx.heads.values() if m.region}
-        endorsed = {ctx.heads[h].region.split("-")[0] for h, d in decided.items() if d == "endorse" and h in ctx.heads}  # type: ignore[union-attr]
-        return taking_part <= endorsed
+        country_of = ctx.roster.people.country_of
+        endorsed = {country_of[h] for h, d in decided.items() if d == "endorse" and h in country_of}
+        return ctx.roster.people.member_states <= endorsed
 
     def _transition(
         self, session: Session, proposal: Proposal, action: str, actor: str, *, comment: str,
@@ -738,25 +735,26 @@ class Lifecycle:
         version = proposal.version
         # updated_at is the newest event's time (actions are checked against it): it never goes back.
         values = values | {"updated_at": max(proposal.updated_at, now)}
-        result = session.execute(
-            update(Proposal)
-            .where(col(Proposal.id) == proposal.id, col(Proposal.version) == version)
-            .values(version=version + 1, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        # Only the columns that change are set: an index on a column set to its own value is written all the same.
+        values = {key: value for key, value in values.items() if getattr(proposal, key) != value} | {"version": version + 1}
+        assert proposal.id is not None
+        if session.autoflush:
+            session.flush()  # rows the caller added first are written first, as a query would flush them
+        connection = session.connection()
+        params = {f"v_{key}": value for key, value in values.items()} | {"w_id": proposal.id, "w_version": version}
+        result = connection.execute(_conditional_update(frozenset(values)), params)
+        if result.rowcount != 1:
             raise ConflictError(f"proposal {proposal.id} was changed by someone else; reload and try again")
         # The row is already written: update the loaded object without marking it dirty.
-        for key, value in (values | {"version": version + 1}).items():
+        for key, value in values.items():
             set_committed_value(proposal, key, value)
-        assert proposal.id is not None
-        ev = Event(
-            proposal_id=proposal.id, seq=version + 1, action=action, from_state=old_state,
-            to_state=values.get("state", old_state), actor=actor, at=now, comment=comment,
-            payload=payload | {"text_version": proposal.text_version},  # every event names the text it concerns
-        )
-        session.add(ev)
-        session.flush()
+        row = {
+            "proposal_id": proposal.id, "seq": version + 1, "action": action, "from_state": old_state,
+            "to_state": values.get("state", old_state), "actor": actor, "at": now, "comment": comment,
+            "payload": payload | {"text_version": proposal.text_version},  # every event names the text it concerns
+        }
+        (event_id,) = connection.execute(_insert(Event), row).inserted_primary_key  # type: ignore[misc]
+        ev = as_loaded(session, Event, row | {"id": event_id})
         log.debug("proposal %s: %s by %s (%s -> %s)", proposal.id, action, actor, old_state, ev.to_state)
         return ev
 
@@ -1044,11 +1042,44 @@ class Lifecycle:
                 # In a round only heads of states that have not endorsed yet still have to act.
                 if name != self.workflow.endorsement.endorse:
                     continue
-                done = {ctx.heads[h].region.split("-")[0] for h, d in ctx.decided.items() if h in ctx.heads}  # type: ignore[union-attr]
-                who |= {h for h in self._holders(ctx, spec) if ctx.heads[h].region.split("-")[0] not in done}  # type: ignore[union-attr]
+                country_of = ctx.roster.people.country_of
+                done = {country_of[h] for h in ctx.decided if h in country_of}
+                who |= {h for h in self._holders(ctx, spec) if country_of[h] not in done}
                 continue
             who |= set(self._holders(ctx, spec))
         return sorted(who)
+
+
+# The proposal's columns by attribute name, in table order (the order a Core SELECT of the table gives them).
+_PROPOSAL_KEYS = tuple(c.key for c in Proposal.__table__.columns)  # type: ignore[attr-defined]
+_WIDTH, _ID = len(_PROPOSAL_KEYS), _PROPOSAL_KEYS.index("id")
+
+
+@functools.cache
+def _load_statement(decisions: bool) -> Any:
+    """SELECT the proposal ``:pid`` (its columns in table order) and the definition's generation token.
+
+    With ``decisions``, a row for each decision of its current round follows (UNION ALL): every column NULL but the
+    last two, member and decision (a join would repeat the proposal's columns, each read again, on every row).
+    The proposal's row is the one with its id.
+    """
+    p = Proposal.__table__  # type: ignore[attr-defined]
+    proposal = sa_select(*p.columns, token_column().label("generation_token")).where(p.c.id == bindparam("pid"))
+    if not decisions:
+        return proposal
+    d = EndorsementDecision.__table__  # type: ignore[attr-defined]
+    current = and_(d.c.proposal_id == p.c.id, d.c.round == p.c.round, d.c.text_version == p.c.text_version)
+    decided = (
+        sa_select(*[null() for _ in p.columns], null(), d.c.member, d.c.decision)
+        .select_from(d.join(p, current)).where(p.c.id == bindparam("pid"))
+    )
+    return union_all(proposal.add_columns(null().label("decided_member"), null().label("decided")), decided)
+
+
+@functools.cache
+def _insert(model: type[Any]) -> Any:
+    """INSERT INTO the table of ``model`` (a Core statement: the columns are those of the parameters given)."""
+    return insert(model.__table__)
 
 
 @functools.cache

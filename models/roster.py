@@ -53,6 +53,10 @@ class People:
     members: Mapping[str, Member]  # active members by handle
     heads: Mapping[str, Member]  # active heads of region with a region, by handle
     secretariat: frozenset[str]  # handles of the active secretariat
+    chairs: Mapping[str, str]  # group key -> chair handle
+    deputy_chairs: Mapping[str, str]  # group key -> deputy chair handle (groups that have one)
+    country_of: Mapping[str, str]  # active head's handle -> the member state of their region ("CN" for "CN-HL")
+    member_states: frozenset[str]  # the member states taking part: those with an active head of region
 
     @classmethod
     def load(cls, session: Session) -> People:
@@ -66,10 +70,14 @@ class People:
             memberships.setdefault(gm.group_key, set()).add(gm.member)
         terms = tuple(_copy(t) for t in session.exec(select(PresidingTerm).order_by(col(PresidingTerm.id))))
         active = {h: m for h, m in everyone.items() if m.active}
+        heads = {h: m for h, m in active.items() if "head_of_region" in m.role_set and m.region}
+        country_of = {h: (m.region or "").split("-")[0] for h, m in heads.items()}
         return cls(
             everyone=everyone, groups=groups, memberships={k: frozenset(v) for k, v in memberships.items()}, terms=terms,
-            members=active, heads={h: m for h, m in active.items() if "head_of_region" in m.role_set and m.region},
-            secretariat=frozenset(h for h, m in active.items() if "secretariat" in m.role_set),
+            members=active, heads=heads, secretariat=frozenset(h for h, m in active.items() if "secretariat" in m.role_set),
+            chairs={g.key: g.chair for g in groups.values()},
+            deputy_chairs={g.key: g.deputy_chair for g in groups.values() if g.deputy_chair},
+            country_of=country_of, member_states=frozenset(country_of.values()),
         )
 
     def term_at(self, at: dt.datetime) -> PresidingTerm | None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from models import make_engine
@@ -39,3 +40,18 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmptyDb
         base = postgres_url()
         assert base is not None
         yield EmptyDb(eng, f"{base}?options=-csearch_path%3D{schema}", "postgres", schema)
+
+
+@contextmanager
+def counted(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements run on ``engine`` inside the block."""
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

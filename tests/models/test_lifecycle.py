@@ -13,6 +13,7 @@ from sqlmodel import select
 from models import ConflictError, InvalidInputError, Lifecycle, NotAllowedError, NotFoundError, events_of, session_scope
 from models.tables import EndorsementDecision, Event, ProgressReport, Proposal, ProposalCreate
 from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
+from tests.models.conftest import counted
 
 
 def snapshot(engine: Engine, pid: int) -> tuple[Any, ...]:
@@ -244,6 +245,57 @@ def test_stale_write_is_a_conflict(forum: Engine, lifecycle: Lifecycle) -> None:
             lifecycle.apply(s1, pid, "withdraw", AUTHOR, now=T0)
     assert load(forum, pid).state == "drafted"
     assert "changed since it was read" in refused(forum, lifecycle, pid, "submit", AUTHOR, ConflictError, expected_version=2)
+
+
+def test_apply_leaves_the_session_as_a_query_would(forum: Engine, lifecycle: Lifecycle) -> None:
+    """The rows apply reads and writes with Core statements are in the session as if loaded: no SQL to get them again."""
+    pid = make_proposal(forum, lifecycle, state="in_review", now=T0)
+    later = T0 + dt.timedelta(hours=1)
+    with session_scope(forum) as s:
+        p = s.get(Proposal, pid)  # the caller's copy (the API reads it for its ETag) follows the change
+        assert p is not None
+        (ev,) = lifecycle.apply(s, pid, "recommend", CHAIR, now=later)
+        assert (p.state, p.version, p.updated_at, p.round) == ("reviewed", 3, later, 1)
+        with counted(forum) as seen:
+            assert s.get(Event, ev.id) is ev and s.get(Proposal, pid) is p
+        assert seen == [] and not s.new and not s.dirty
+    # Readable after the commit, and equal to what the database holds.
+    assert (ev.proposal_id, ev.seq, ev.action, ev.from_state, ev.to_state) == (pid, 3, "recommend", "in_review", "reviewed")
+    with session_scope(forum) as s:
+        stored = s.get(Event, ev.id)
+        assert stored is not None and stored.model_dump() == ev.model_dump()
+    with session_scope(forum) as s:  # the proposal not loaded before
+        (ev,) = lifecycle.apply(s, pid, "endorse", PRESIDING_HEAD, now=later)
+        with counted(forum) as seen:
+            assert s.get(Event, ev.id) is ev
+        assert seen == []
+        p = s.get(Proposal, pid)
+        assert p is not None and p.version == 4 and p.updated_at == later
+    with session_scope(forum) as s:  # an expired copy is filled from the row apply reads, not read again
+        p = s.get(Proposal, pid)
+        assert p is not None
+        s.expire(p)
+        with counted(forum) as seen:
+            lifecycle.apply(s, pid, "endorse", ONE_HEAD_PER_STATE[0], now=later)
+            assert p.version == 5 and p.title == "Joint agro-industrial park"
+        assert len(seen) == 4, seen
+    with session_scope(forum) as s:  # what the caller changed first is written first (and kept)
+        p = s.get(Proposal, pid)
+        assert p is not None
+        p.summary = "Changed in the same session"
+        lifecycle.apply(s, pid, "endorse", ONE_HEAD_PER_STATE[1], now=later)
+    assert load(forum, pid).summary == "Changed in the same session" and load(forum, pid).version == 6
+
+
+def test_an_action_sets_only_the_columns_it_changes(forum: Engine, lifecycle: Lifecycle) -> None:
+    """An endorsement that keeps the state does not set it (SQLite would rewrite the state's indexes all the same)."""
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    with session_scope(forum) as s, counted(forum) as seen:
+        lifecycle.apply(s, pid, "endorse", PRESIDING_HEAD, now=T0 + dt.timedelta(hours=1))
+    (update,) = [q for q in seen if q.lstrip().upper().startswith("UPDATE")]
+    assert "updated_at" in update and "version" in update and "state" not in update.split("WHERE")[0]
+    p = load(forum, pid)
+    assert (p.state, p.version, p.updated_at) == ("reviewed", 4, T0 + dt.timedelta(hours=1))
 
 
 def test_events_are_numbered_and_replay_reproduces_state(forum: Engine, lifecycle: Lifecycle) -> None:

@@ -22,24 +22,36 @@ from sqlmodel import Session
 
 from models import ConflictError, ForumflowError, Lifecycle, create_schema, session_scope, sync_definition
 from models.migrations import head_revision
-from models.tables import EndorsementDecision, Member, Proposal
+from models.tables import EndorsementDecision, Event, Member, Proposal
 from tests.factories import T0, make_proposal
 from tests.models.conftest import EmptyDb
 
 TIMEOUT = 60  # seconds: every wait below is bounded by this
 
 
-def _together(engine: Engine, works: list[Callable[[Session], Any]]) -> list[Any]:
-    """Run each work in its own thread and session; all reach their first flush before any writes, then commit.
+WRITES = ("INSERT", "UPDATE", "DELETE")
 
-    Returns what each work returned, or the ForumflowError it raised (its session rolled back).
+
+def _together(engine: Engine, works: list[Callable[[Session], Any]]) -> list[Any]:
+    """Run each work in its own thread and session; all reach their first write before any writes, then commit.
+
+    The gate is the first INSERT, UPDATE or DELETE a work sends (the ORM's flush or a Core statement alike), so
+    every work has read what it checks before any of them writes. Returns what each work returned, or the
+    ForumflowError it raised (its session rolled back).
     """
     barrier = threading.Barrier(len(works), timeout=TIMEOUT)
+    racing = threading.local()
+
+    def gate(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if getattr(racing, "before_first_write", False) and statement.lstrip().upper().startswith(WRITES):
+            racing.before_first_write = False
+            barrier.wait()
+
     results: list[Any] = [None] * len(works)
 
     def run(i: int) -> None:
+        racing.before_first_write = True
         with Session(engine, expire_on_commit=False) as session:
-            event.listen(session, "before_flush", lambda *_: barrier.wait(), once=True)
             try:
                 results[i] = works[i](session)
                 session.commit()
@@ -50,12 +62,17 @@ def _together(engine: Engine, works: list[Callable[[Session], Any]]) -> list[Any
                 session.rollback()
                 results[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    event.listen(engine, "before_cursor_execute", gate)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+    finally:
+        event.remove(engine, "before_cursor_execute", gate)
     assert not any(t.is_alive() for t in threads), "a racing session did not finish in time"
+    assert barrier.n_waiting == 0 and not barrier.broken, "a racing session did not reach its first write"
     return results
 
 
@@ -92,6 +109,36 @@ def test_two_heads_deciding_at_once_get_one_change_and_one_conflict(forum: Engin
     results = _together(forum, works)
     assert sum(isinstance(r, ConflictError) for r in results) == 1, results
     assert sum(isinstance(r, list) for r in results) == 1, results
+    _wrote_once(forum, pid, version=4, decisions=1)  # the loser's decision, written before its UPDATE failed, is gone
+
+
+def test_two_actions_at_once_one_wins_and_the_loser_writes_nothing(forum: Engine, lifecycle: Lifecycle) -> None:
+    """Recommend and withdraw at once: both pass their checks, the conditional UPDATE lets one through."""
+    pid = make_proposal(forum, lifecycle, state="in_review")
+    works: list[Callable[[Session], Any]] = [
+        lambda s: lifecycle.apply(s, pid, "recommend", "kuznetsov", now=T0),
+        lambda s: lifecycle.apply(s, pid, "withdraw", "zhao.lei", now=T0),
+    ]
+    results = _together(forum, works)
+    (loser,) = [r for r in results if isinstance(r, BaseException)]
+    assert isinstance(loser, ConflictError), repr(loser)
+    assert str(loser) == f"proposal {pid} was changed by someone else; reload and try again"
+    (winner,) = [r for r in results if isinstance(r, list)]
+    with session_scope(forum) as s:
+        assert s.get(Proposal, pid).state == winner[0].to_state  # type: ignore[union-attr]
+    _wrote_once(forum, pid, version=3, decisions=0)
+
+
+def _wrote_once(engine: Engine, pid: int, *, version: int, decisions: int) -> None:
+    """The proposal moved one version on and holds one event per version, and ``decisions`` decisions."""
+    with session_scope(engine) as s:
+        proposal = s.get(Proposal, pid)
+        assert proposal is not None and proposal.version == version
+        events = Event.__table__  # type: ignore[attr-defined]
+        seqs = s.execute(select(events.c.seq).where(events.c.proposal_id == pid).order_by(events.c.seq)).scalars().all()
+        assert seqs == list(range(1, version + 1))
+        count = select(func.count()).select_from(EndorsementDecision).where(EndorsementDecision.proposal_id == pid)  # type: ignore[arg-type]
+        assert s.execute(count).scalar_one() == decisions
 
 
 # ---------------------------------------------------------------------------- processes: the CLI
@@ -105,10 +152,17 @@ def wait_for_all(*_):
     while len(list(gate.iterdir())) < int(os.environ["RACE_N"]) and time.monotonic() < deadline:
         time.sleep(0.005)
 
-if os.environ["RACE_AT"] == "flush":
+if os.environ["RACE_AT"] == "write":
     from sqlalchemy import event
-    from sqlalchemy.orm import Session
-    event.listen(Session, "before_flush", wait_for_all, once=True)
+    from sqlalchemy.engine import Engine
+    first = [True]
+
+    def before_first_write(conn, cursor, statement, *args):
+        if first[0] and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            first[0] = False
+            wait_for_all()
+
+    event.listen(Engine, "before_cursor_execute", before_first_write)
 else:
     from cli.main import app  # import first, so that the processes start the command together
     wait_for_all()
@@ -119,7 +173,7 @@ main()
 
 
 def _processes(tmp_path: Path, args: list[str], n: int, *, at: str) -> list[subprocess.CompletedProcess[str]]:
-    """Run ``forumflow ARGS`` in n processes that wait for each other at ``at`` (start, or the first flush)."""
+    """Run ``forumflow ARGS`` in n processes that wait for each other at ``at`` (start, or the first write)."""
     gate = tmp_path / f"gate-{time.monotonic_ns()}"
     gate.mkdir()
     env = {
@@ -175,7 +229,7 @@ def test_the_cli_loser_of_an_endorsement_race_gets_exit_5_and_one_line(
     with session_scope(empty_db.engine) as s:
         sync_definition(s, definition)
     pid = make_proposal(empty_db.engine, lifecycle, state="reviewed")
-    runs = _processes(tmp_path, ["--db", empty_db.url, "act", str(pid), "endorse", "--as", "petrov"], 2, at="flush")
+    runs = _processes(tmp_path, ["--db", empty_db.url, "act", str(pid), "endorse", "--as", "petrov"], 2, at="write")
     assert sorted(r.returncode for r in runs) == [0, 5], [(r.returncode, r.stderr) for r in runs]
     loser = next(r for r in runs if r.returncode == 5)
     assert loser.stderr.splitlines() == [

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -17,27 +14,13 @@ from models.errors import InvalidInputError, NotAllowedError, NotFoundError
 from models.roster import People, people
 from models.tables import DefinitionGeneration, Event, Proposal, ProposalCreate
 from notifications.planning import Directory
+from tests.models.conftest import counted
 
 T0 = dt.datetime(2021, 3, 1, 9, 0, tzinfo=dt.UTC)
 HEADS = ["wang.jianguo", "deshmukh", "seitkazieva", "toktogulov", "khan.ayesha", "petrov", "rakhimov", "karimov"]
 # Statements of one action in the common case: read the proposal with the definition's generation, the
 # conditional UPDATE, the event INSERT, and the decision (or progress report) INSERT where the action has one.
 BUDGET = 4
-
-
-@contextmanager
-def counted(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on ``engine`` inside the block."""
-    seen: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def _draft(forum: Engine, lifecycle: Lifecycle) -> int:
