@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -88,11 +88,40 @@ class Check:
 
 
 @dataclass
+class Timings:
+    """Where the wall time of a simulation went, in seconds; the parts add up to the whole.
+
+    ``actions``: people's actions (``create_proposal``, ``Lifecycle.apply``, each in its transaction);
+    ``sweeps``: the hourly review (``sweep``) and reading back the rounds it closed; ``planning``: turning
+    events into outbox rows; ``sending``: sending into the mail sink (``--mail`` only); ``checks``: the
+    invariants; ``other``: the rest (database set-up, scheduling the simulated people, the hourly loop).
+    """
+
+    actions: float = 0.0
+    sweeps: float = 0.0
+    planning: float = 0.0
+    sending: float = 0.0
+    checks: float = 0.0
+    other: float = 0.0
+
+    PARTS: ClassVar[tuple[str, ...]] = ("actions", "sweeps", "planning", "sending", "checks", "other")
+
+    def settle(self, total: float) -> None:
+        """Set ``other`` to what the measured parts leave of ``total``."""
+        self.other = max(0.0, total - sum(getattr(self, part) for part in self.PARTS[:-1]))
+
+    def as_dict(self) -> dict[str, float]:
+        """Seconds per part, rounded to the millisecond."""
+        return {part: round(getattr(self, part), 3) for part in self.PARTS}
+
+
+@dataclass
 class SimulationResult:
     """What happened and whether the invariants held."""
 
     config: SimulationConfig
     seconds: float = 0.0
+    timings: Timings = field(default_factory=Timings)
     actions: int = 0
     refused: list[str] = field(default_factory=list)
     sweeps: int = 0
@@ -111,8 +140,19 @@ class SimulationResult:
 # The actions people take in the simulation (those of the default workflow; the rest comes from the definition).
 PLAYED = frozenset({"submit", "withdraw", "recommend", "return", "reject", "approve", "refer_back", "complete"})
 
-# A dispatcher: given ``now``, plan and send; returns (planned, sent, still to retry).
-Dispatcher = Callable[[dt.datetime], tuple[int, int, int]]
+@dataclass(frozen=True)
+class DispatchRound:
+    """What one dispatch after a simulated hour did, and how long its planning and its sending took."""
+
+    planned: int = 0
+    sent: int = 0
+    retrying: int = 0  # deliveries still to send later
+    planning: float = 0.0  # seconds
+    sending: float = 0.0
+
+
+# A dispatcher: given ``now``, plan and send.
+Dispatcher = Callable[[dt.datetime], DispatchRound]
 
 
 @dataclass
@@ -282,6 +322,8 @@ class Simulator:
     def run(self) -> SimulationResult:
         """Simulate, hour by hour; then check the invariants."""
         began = time.perf_counter()
+        clock = time.perf_counter
+        timings = self.result.timings
         self._plan_creations()
         end = self.config.start + dt.timedelta(days=self.config.days)
         now = self.config.start
@@ -289,34 +331,44 @@ class Simulator:
         while now < end:
             now += HOUR
             wrote = 0
-            while self.agenda and self.agenda[0].at <= now:
-                item = heapq.heappop(self.agenda)
-                if item.action == "create":
-                    self._create(item)
-                else:
-                    self._act(item)
-                wrote += 1
+            if self.agenda and self.agenda[0].at <= now:
+                t0 = clock()
+                while self.agenda and self.agenda[0].at <= now:
+                    item = heapq.heappop(self.agenda)
+                    if item.action == "create":
+                        self._create(item)
+                    else:
+                        self._act(item)
+                    wrote += 1
+                timings.actions += clock() - t0
+            t0 = clock()
             report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
             self.result.review += report
             self.result.sweeps += 1
             if report.closed:
                 self._after_sweep(now)
+            timings.sweeps += clock() - t0
             # Dispatch after the sweep whenever there is something to send (an idle hour plans nothing).
             if self.dispatcher is not None and (wrote or report.events or retrying):
-                planned, sent, retrying = self.dispatcher(now)
-                self.result.planned += planned
-                self.result.sent += sent
+                retrying = self._dispatch(self.dispatcher, now)
         if self.dispatcher is not None:
             for _ in range(3):
-                planned, sent, retrying = self.dispatcher(end)
-                self.result.planned += planned
-                self.result.sent += sent
-                if not retrying:
+                if not self._dispatch(self.dispatcher, end):
                     break
         with session_scope(self.engine) as s:
             self.result.states = Counter(s.exec(select(Proposal.state)).all())
         self.result.seconds = time.perf_counter() - began
+        timings.settle(self.result.seconds)
         return self.result
+
+    def _dispatch(self, dispatcher: Dispatcher, now: dt.datetime) -> int:
+        """Plan (and send) after the hour ending at ``now``; returns the deliveries still to retry."""
+        done = dispatcher(now)
+        self.result.planned += done.planned
+        self.result.sent += done.sent
+        self.result.timings.planning += done.planning
+        self.result.timings.sending += done.sending
+        return done.retrying
 
 
 # ---------------------------------------------------------------------- invariants
@@ -587,6 +639,7 @@ def summary_rows(result: SimulationResult) -> Iterable[tuple[str, str]]:
     r = result.review
     yield "simulated", f"{result.config.proposals} proposals, {result.config.days} days from {result.config.start:%Y-%m-%d}"
     yield "wall time", f"{result.seconds:.1f} s"
+    yield "time spent", timing_text(result)
     yield "actions taken", str(result.actions)
     yield "review sweeps", f"{result.sweeps} (hourly)"
     yield "review events", (f"{r.reminders} reminders, {r.escalations} escalations, {r.closed} rounds closed by silence, "
@@ -595,12 +648,20 @@ def summary_rows(result: SimulationResult) -> Iterable[tuple[str, str]]:
     yield "final states", ", ".join(f"{k} {v}" for k, v in sorted(result.states.items()))
 
 
+def timing_text(result: SimulationResult) -> str:
+    """Where the wall time went: seconds and share of each part (sending only when mail was sent)."""
+    t, total = result.timings, result.seconds or 1.0
+    parts = [p for p in t.PARTS if p != "sending" or t.sending]
+    return ", ".join(f"{p} {getattr(t, p):.1f} s ({getattr(t, p) / total:.0%})" for p in parts)
+
+
 def result_json(result: SimulationResult) -> dict[str, Any]:
     """The run as plain data."""
     return {
         "config": {"proposals": result.config.proposals, "days": result.config.days, "seed": result.config.seed,
                    "start": result.config.start.isoformat()},
         "seconds": round(result.seconds, 2),
+        "timings": result.timings.as_dict(),
         "actions": result.actions,
         "refused": result.refused[:20],
         "sweeps": result.sweeps,
@@ -629,6 +690,7 @@ def run_simulation(
     from models.sync import sync_definition
     from notifications.sink import MailSink
 
+    began = time.perf_counter()
     folder = (settings.data_dir / "simulation").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -646,23 +708,27 @@ def run_simulation(
                     "smtp_password": None}
         ) if sink is not None else settings
 
-        def dispatcher(now: dt.datetime) -> tuple[int, int, int]:
+        def dispatcher(now: dt.datetime) -> DispatchRound:
             """Plan deliveries for the new events (the outbox); with the sink, send what is due into it."""
+            t0 = time.perf_counter()
             with session_scope(engine) as s:
                 planned = notifications.plan_deliveries(s, lifecycle, now=now)
+            t1 = time.perf_counter()
             if sink is None:
-                return planned, 0, 0
+                return DispatchRound(planned, planning=t1 - t0)
             report = notifications.send_pending(engine, mail_settings, lifecycle, now=now)
-            return planned, report.sent, report.retrying
+            return DispatchRound(planned, report.sent, report.retrying, t1 - t0, time.perf_counter() - t1)
 
         result = Simulator(engine, lifecycle, config, dispatcher=dispatcher).run()
-        began = time.perf_counter()
+        t0 = time.perf_counter()
         result.checks = Checker(engine, lifecycle, config).run()
         result.checks.append(check_mail(engine, folder / "maildir" if sink is not None else None))
-        log.info("invariants checked in %.1f s", time.perf_counter() - began)
-        result.seconds += time.perf_counter() - began
+        result.timings.checks = time.perf_counter() - t0
+        log.info("invariants checked in %.1f s", result.timings.checks)
     finally:
         if sink is not None:
             sink.stop()
         engine.dispose()
+    result.seconds = time.perf_counter() - began
+    result.timings.settle(result.seconds)
     return result, folder
