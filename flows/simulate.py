@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
 from config.settings import Settings
 from models.db import session_scope
 from models.errors import ForumflowError
 from models.lifecycle import SYSTEM, Lifecycle
-from models.review import DEFAULT_BATCH, ReviewReport, sweep
+from models.review import DEFAULT_BATCH, ReviewReport, next_due, sweep
 from models.tables import Event, Proposal, ProposalCreate
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class SimulationConfig:
     seed: int = 1
     start: dt.datetime = DEFAULT_START
     batch_size: int = DEFAULT_BATCH
+    # Sweep every hour, even those before the next instant anything can be due (which find nothing to do):
+    # the reference that skipping them is tested against.
+    every_hour: bool = False
 
 
 @dataclass
@@ -124,7 +127,8 @@ class SimulationResult:
     timings: Timings = field(default_factory=Timings)
     actions: int = 0
     refused: list[str] = field(default_factory=list)
-    sweeps: int = 0
+    sweeps: int = 0  # hours reviewed (every simulated hour)
+    sweeps_run: int = 0  # of them, those a sweep ran for (the others had provably nothing due)
     review: ReviewReport = field(default_factory=ReviewReport)
     planned: int = 0
     sent: int = 0
@@ -214,6 +218,7 @@ class Simulator:
         self.seq = itertools.count()
         self.mirrors: dict[int, _Mirror] = {}
         self.rounds: list[tuple[dt.datetime, int]] = []  # (deadline, pid) of open rounds, for the silence procedure
+        self.touched: set[int] = set()  # proposals written by actions this hour
         self.result = SimulationResult(config)
 
     # ------------------------------------------------------------------ scheduling
@@ -280,6 +285,7 @@ class Simulator:
             pid = p.id or 0
         m = _Mirror(pid, group.key, item.actor, group.chair, self.wf.initial, item.at)
         self.mirrors[pid] = m
+        self.touched.add(pid)
         self._entered(m, self.wf.initial, item.at)
 
     def _act(self, item: _Item) -> None:
@@ -298,6 +304,7 @@ class Simulator:
             self.result.refused.append(f"{item.at:%Y-%m-%d %H:%M} proposal {m.pid}: {item.action} by {actor}: {exc}")
             return
         self.result.actions += 1
+        self.touched.add(m.pid)
         new_state = events[-1].to_state
         if item.action == self.wf.progress.action:
             m.percent = percent or m.percent
@@ -328,11 +335,14 @@ class Simulator:
         end = self.config.start + dt.timedelta(days=self.config.days)
         now = self.config.start
         retrying = 0
+        # The review is due at the first hour; after each sweep, from the first instant anything can be due.
+        sweep_from: dt.datetime | None = now
         while now < end:
             now += HOUR
             wrote = 0
             if self.agenda and self.agenda[0].at <= now:
                 t0 = clock()
+                self.touched.clear()
                 while self.agenda and self.agenda[0].at <= now:
                     item = heapq.heappop(self.agenda)
                     if item.action == "create":
@@ -341,13 +351,24 @@ class Simulator:
                         self._act(item)
                     wrote += 1
                 timings.actions += clock() - t0
-            t0 = clock()
-            report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
-            self.result.review += report
+                if self.touched and not self.config.every_hour and not (sweep_from is not None and sweep_from <= now):
+                    t0 = clock()  # when these proposals need the review is a question for the sweep's side
+                    with Session(self.engine) as s:
+                        sweep_from = _earliest(sweep_from, next_due(s, self.lifecycle, now, self.touched))
+                    timings.sweeps += clock() - t0
+            report = ReviewReport()
             self.result.sweeps += 1
-            if report.closed:
-                self._after_sweep(now)
-            timings.sweeps += clock() - t0
+            if self.config.every_hour or (sweep_from is not None and sweep_from <= now):
+                t0 = clock()
+                report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
+                self.result.review += report
+                self.result.sweeps_run += 1
+                if report.closed:
+                    self._after_sweep(now)
+                if not self.config.every_hour:
+                    with Session(self.engine) as s:
+                        sweep_from = next_due(s, self.lifecycle, now)
+                timings.sweeps += clock() - t0
             # Dispatch after the sweep whenever there is something to send (an idle hour plans nothing).
             if self.dispatcher is not None and (wrote or report.events or retrying):
                 retrying = self._dispatch(self.dispatcher, now)
@@ -369,6 +390,17 @@ class Simulator:
         self.result.timings.planning += done.planning
         self.result.timings.sending += done.sending
         return done.retrying
+
+
+def _grid(start: dt.datetime, t: dt.datetime) -> dt.datetime:
+    """The first whole simulated hour at or after ``t`` (hours counted from ``start``)."""
+    hours = -(-(t - start) // HOUR)
+    return start + max(hours, 0) * HOUR
+
+
+def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    """The earlier of two instants, None meaning never."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 # ---------------------------------------------------------------------- invariants
@@ -399,8 +431,7 @@ class Checker:
 
     def grid(self, t: dt.datetime) -> dt.datetime:
         """The first sweep at or after ``t`` (sweeps run every hour from the start)."""
-        hours = -(-(t - self.start) // HOUR)
-        return self.start + max(hours, 0) * HOUR
+        return _grid(self.start, t)
 
     def _active_at_sweep(self, entry: _Entry, t: dt.datetime) -> bool:
         """Was the proposal still in this stay when the sweep for instant ``t`` ran (inside the simulated span)?"""
@@ -619,6 +650,24 @@ def check_mail(engine: Engine, maildir: Path | None) -> Check:
     return check
 
 
+def check_planning(engine: Engine, config: SimulationConfig) -> Check:
+    """Every event was planned (outbox) by the dispatch right after its simulated hour, no earlier and no later."""
+    from models.outbox import PlannedEvent
+
+    check = Check("every event planned by the dispatch that followed its hour")
+    start = config.start
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(Event.id, Event.at, PlannedEvent.planned_at)
+            .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
+            .order_by(col(Event.id))
+        ).all()
+    for event_id, at, planned_at in rows:
+        expected = _grid(start, at)
+        check.expect(planned_at == expected, f"event {event_id} at {at.isoformat()}: planned at {planned_at}, not {expected}")
+    return check
+
+
 def _message_ids(maildir: Path) -> Counter[str]:
     """Message-IDs of every message in the Maildir (headers only)."""
     parser = email.parser.BytesHeaderParser()
@@ -641,7 +690,8 @@ def summary_rows(result: SimulationResult) -> Iterable[tuple[str, str]]:
     yield "wall time", f"{result.seconds:.1f} s"
     yield "time spent", timing_text(result)
     yield "actions taken", str(result.actions)
-    yield "review sweeps", f"{result.sweeps} (hourly)"
+    yield "review sweeps", (f"{result.sweeps} hours reviewed, a sweep run in {result.sweeps_run} "
+                            "(the others had nothing due)")
     yield "review events", (f"{r.reminders} reminders, {r.escalations} escalations, {r.closed} rounds closed by silence, "
                             f"{r.handovers} hand-overs, {r.progress_due} progress requests ({r.skipped} steps skipped)")
     yield "mail", f"{result.planned} deliveries planned, {result.sent} sent"
@@ -665,6 +715,7 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
         "actions": result.actions,
         "refused": result.refused[:20],
         "sweeps": result.sweeps,
+        "sweeps_run": result.sweeps_run,
         "review": result.review.as_dict(),
         "planned": result.planned,
         "sent": result.sent,
@@ -688,6 +739,7 @@ def run_simulation(
     import notifications
     from models.db import create_schema, make_engine
     from models.sync import sync_definition
+    from notifications.planning import plan_events
     from notifications.sink import MailSink
 
     began = time.perf_counter()
@@ -708,21 +760,26 @@ def run_simulation(
                     "smtp_password": None}
         ) if sink is not None else settings
 
+        planned_up_to = 0  # every event up to this id is planned (the simulation is its database's only writer)
+
         def dispatcher(now: dt.datetime) -> DispatchRound:
             """Plan deliveries for the new events (the outbox); with the sink, send what is due into it."""
+            nonlocal planned_up_to
             t0 = time.perf_counter()
             with session_scope(engine) as s:
-                planned = notifications.plan_deliveries(s, lifecycle, now=now)
+                planned = plan_events(s, lifecycle, now=now, after_id=planned_up_to)
+            planned_up_to = planned.last_event_id
             t1 = time.perf_counter()
             if sink is None:
-                return DispatchRound(planned, planning=t1 - t0)
+                return DispatchRound(planned.deliveries, planning=t1 - t0)
             report = notifications.send_pending(engine, mail_settings, lifecycle, now=now)
-            return DispatchRound(planned, report.sent, report.retrying, t1 - t0, time.perf_counter() - t1)
+            return DispatchRound(planned.deliveries, report.sent, report.retrying, t1 - t0, time.perf_counter() - t1)
 
         result = Simulator(engine, lifecycle, config, dispatcher=dispatcher).run()
         t0 = time.perf_counter()
         result.checks = Checker(engine, lifecycle, config).run()
         result.checks.append(check_mail(engine, folder / "maildir" if sink is not None else None))
+        result.checks.append(check_planning(engine, config))
         result.timings.checks = time.perf_counter() - t0
         log.info("invariants checked in %.1f s", result.timings.checks)
     finally:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Date, Index, String, UniqueConstraint, and_, bindparam, insert, or_, union
+from sqlalchemy import CompoundSelect, Date, Index, Select, String, UniqueConstraint, and_, bindparam, func, insert, or_, union
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import defer
@@ -205,6 +206,103 @@ def _due_params(wf: Workflow, now: dt.datetime) -> dict[str, Any]:
 
 
 _DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, CompoundSelect[Any]] = weakref.WeakKeyDictionary()
+
+
+def _lead_days(wf: Workflow) -> list[int]:
+    """Per state with review steps, in ``_next_due_statement``'s order: how many days before the instant
+    its anchor gives (deadline, last progress report) the state's first step may come (negative: after it)."""
+    leads = [max(state.reminders, default=0) for state in _deadline_states(wf)]
+    return [*leads, -(wf.progress.cadence_days - wf.progress.reminder_days)]
+
+
+def _next_due_statement(lifecycle: Lifecycle, some: bool) -> Select[Any]:
+    """One row of minima from which ``next_due`` computes its instant (built once per lifecycle).
+
+    Mirrors ``_due_statement`` part by part. Per state with review steps (the progress cycle included):
+    the smallest anchor-derived instant (deadline, last progress report) among rows without a cursor for
+    their current anchor — they are due once ``now`` reaches it, less the state's horizon — and the
+    smallest ``next_at`` among rows whose cursor is current — due once ``now`` reaches it. Then the
+    number of proposals awaiting a hand-over today and of proposals awaiting approval at all (a new term
+    may hand them over). ``some``: only the proposals ``:ids``.
+    """
+    built = _NEXT_DUE_STATEMENTS.setdefault(lifecycle, {})
+    if some in built:
+        return built[some]
+    wf = lifecycle.workflow
+    p, c, t = Proposal.__table__, ReviewCursor.__table__, PresidingTerm.__table__  # type: ignore[attr-defined]
+    chosen = [p.c.id.in_(bindparam("ids", expanding=True))] if some else []
+    columns: list[Any] = []
+    timed = [(state.name, p.c.deadline, p.c.state_entered_at) for state in _deadline_states(wf)]
+    timed.append((wf.progress.state, p.c.last_progress_at, p.c.last_progress_at))
+    for name, instant, anchor in timed:
+        rows = p.outerjoin(c, c.c.proposal_id == p.c.id)
+        stale = or_(c.c.proposal_id.is_(None), c.c.anchor != anchor)
+        columns.append(
+            sa_select(func.min(instant)).select_from(rows).where(p.c.state == name, stale, *chosen).scalar_subquery()
+        )
+        current = p.join(c, and_(c.c.proposal_id == p.c.id, c.c.anchor == anchor))
+        columns.append(
+            sa_select(func.min(c.c.next_at)).select_from(current)
+            .where(p.c.state == name, instant.is_not(None), *chosen).scalar_subquery()
+        )
+    day = bindparam("day", type_=Date())
+    approval = p.c.state.in_(sorted(lifecycle.approval_states))
+    columns.append(
+        sa_select(func.count()).select_from(p.join(t, and_(t.c.start <= day, t.c.end >= day)))
+        .where(approval, or_(p.c.presiding_region.is_(None), p.c.presiding_region != t.c.region), *chosen)
+        .scalar_subquery()
+    )
+    columns.append(sa_select(func.count()).select_from(p).where(approval, *chosen).scalar_subquery())
+    statement = sa_select(*columns)
+    built[some] = statement
+    return statement
+
+
+_NEXT_DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, dict[bool, Select[Any]]] = weakref.WeakKeyDictionary()
+
+
+def next_due(
+    session: Session, lifecycle: Lifecycle, now: dt.datetime, ids: Collection[int] | None = None,
+) -> dt.datetime | None:
+    """The first instant from ``now`` on at which a sweep may find something due; None: never.
+
+    Exact for what ``due_ids`` selects, assuming that only the review writes from ``now`` on: a sweep
+    at any instant before the one returned selects nothing (it would do nothing at all). ``now`` itself
+    when something is or may be due already. ``ids``: only for these proposals (those an action just
+    changed, say). Changes that do not come from the review (actions, a new presiding term) call for a
+    new answer, for the proposals they touched.
+    """
+    now = utc(now)
+    if ids is not None and not ids:
+        return None
+    params: dict[str, Any] = {"day": now.date()}
+    if ids is not None:
+        params["ids"] = sorted(ids)
+    connection = session.connection()
+    row = connection.execute(_next_due_statement(lifecycle, ids is not None), params).one()
+    candidates: list[dt.datetime] = []
+    for i, days in enumerate(_lead_days(lifecycle.workflow)):
+        first_step, next_step = row[2 * i], row[2 * i + 1]
+        if first_step is not None:
+            candidates.append(first_step - dt.timedelta(days=days))
+        if next_step is not None:
+            candidates.append(next_step)
+    handover_today, awaiting_approval = row[-2], row[-1]
+    if handover_today:
+        return now
+    if awaiting_approval:
+        # Another term's region: from the first day on which the terms in force are not today's.
+        t = PresidingTerm.__table__  # type: ignore[attr-defined]
+        today = now.date()
+        changes: list[dt.date] = []
+        for start, end in connection.execute(sa_select(t.c.start, t.c.end)):
+            changes += [start] if start > today else []
+            changes += [end + dt.timedelta(days=1)] if end >= today else []
+        if changes:
+            candidates.append(dt.datetime.combine(min(changes), dt.time(), tzinfo=dt.UTC))
+    if not candidates:
+        return None
+    return max(now, min(candidates))
 
 
 def due_ids(session: Session, lifecycle: Lifecycle, now: dt.datetime) -> list[int]:
