@@ -31,6 +31,7 @@ from models.clock import check_run_time
 from models.db import UTCDateTime, session_scope, utc_field
 from models.errors import ConflictError
 from models.lifecycle import Lifecycle, Notice, Roster, utc
+from models.roster import people, token_column
 from models.tables import PresidingTerm, Proposal
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,22 @@ def _escalation_targets(roster: Roster, target: str, proposal: Proposal) -> list
     return sorted(roster.secretariat)
 
 
+# What a batch reads, for the proposals :ids. The texts of the proposals are not needed: not loading them
+# keeps big batches light.
+_BATCH_PROPOSALS = (
+    sa_select(Proposal, token_column())  # and the definition generation's token, for the roster
+    .options(*(defer(getattr(Proposal, name)) for name in ("title", "summary", "body")))
+    .where(col(Proposal.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(Proposal.id))
+)
+_BATCH_MARKS = sa_select(_MARKS.c.proposal_id, _MARKS.c.anchor, _MARKS.c.kind, _MARKS.c.step).where(
+    _MARKS.c.proposal_id.in_(bindparam("ids", expanding=True))
+)
+_BATCH_CURSORS = sa_select(_CURSORS.c.proposal_id, _CURSORS.c.anchor, _CURSORS.c.next_at).where(
+    _CURSORS.c.proposal_id.in_(bindparam("ids", expanding=True))
+)
+
+
 class _Batch:
     """The review of one batch of proposals inside one transaction."""
 
@@ -339,30 +356,21 @@ class _Batch:
         self.session, self.lifecycle, self.now = session, lifecycle, now
         self.wf = lifecycle.workflow
         self.report = ReviewReport()
-        # The texts of the proposals are not needed here: not loading them keeps big batches light.
-        texts = [defer(getattr(Proposal, name)) for name in ("title", "summary", "body")]
-        self.proposals = list(
-            session.exec(select(Proposal).options(*texts).where(col(Proposal.id).in_(list(ids))).order_by(col(Proposal.id)))
-        )
+        chosen = {"ids": list(ids)}
+        found = session.execute(_BATCH_PROPOSALS, chosen).all()
+        self.proposals: list[Proposal] = [row[0] for row in found]
         # Marks and cursors are read and written as plain rows (Core): thousands per batch, no ORM objects needed.
         connection = session.connection()
-        marks, cursors = _MARKS.c, _CURSORS.c
         self.marks: set[tuple[int, dt.datetime, str, int]] = {
-            (r.proposal_id, r.anchor, r.kind, r.step)
-            for r in connection.execute(
-                select(marks.proposal_id, marks.anchor, marks.kind, marks.step).where(marks.proposal_id.in_(list(ids)))
-            )
+            (r.proposal_id, r.anchor, r.kind, r.step) for r in connection.execute(_BATCH_MARKS, chosen)
         }
         self.cursors: dict[int, tuple[dt.datetime, dt.datetime | None]] = {
-            r.proposal_id: (r.anchor, r.next_at)
-            for r in connection.execute(
-                select(cursors.proposal_id, cursors.anchor, cursors.next_at).where(cursors.proposal_id.in_(list(ids)))
-            )
+            r.proposal_id: (r.anchor, r.next_at) for r in connection.execute(_BATCH_CURSORS, chosen)
         }
         self.cursor_inserts: list[dict[str, Any]] = []
         self.cursor_updates: list[dict[str, Any]] = []
         # Who is who is read only when a step needs it: most batches need one or two parts of it.
-        self.roster = Roster(session, now)
+        self.roster = Roster(session, now, people(session, found[0][1], known=True) if found else None)
         self._must_act: dict[int, list[str]] = {}
         self.new_marks: list[dict[str, Any]] = []
         # Notices are written together at the end (one UPDATE per proposal, one INSERT for all events);

@@ -17,12 +17,12 @@ from sqlalchemy import Select, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
-from sqlalchemy.sql.dml import Insert, ReturningInsert
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, col
 
 from models.lifecycle import Lifecycle, Roster, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
-from models.roster import People, people
+from models.roster import People, people, token_column
 from models.tables import Event, Member, PresidingTerm, Proposal
 from notifications.recipients import Audience, RecipientRules, is_critical
 from notifications.render import member_zone
@@ -51,16 +51,17 @@ class Directory:
     forum: People | None = field(default=None, repr=False, compare=False)  # the roster it was built from
 
     @classmethod
-    def load(cls, session: Session) -> Directory:
+    def load(cls, session: Session, token: str | None = None, *, known: bool = False) -> Directory:
         """The forum's people from the process's roster (``models.roster``, read again when the definition changes).
 
-        Built once per roster (shared, never changed): a directory is only read.
+        Built once per roster (shared, never changed): a directory is only read. ``token``, ``known``: the
+        definition generation's token when the caller read it already (``models.roster.people``).
         """
-        forum = people(session)
+        forum = people(session, token, known=known)
         with _directories_lock:
-            known = _directories.get(id(forum))
-            if known is not None and known[0] is forum:
-                return known[1]
+            cached = _directories.get(id(forum))
+            if cached is not None and cached[0] is forum:
+                return cached[1]
         built = cls.of(forum)
         with _directories_lock:
             _directories[id(forum)] = (forum, built)
@@ -162,14 +163,14 @@ def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, aft
     statements = _statements(session)
     created = examined = 0
     while True:
-        events = list(session.scalars(statements.unplanned, {"after_id": after_id}))
-        if not events:
+        found = session.execute(statements.unplanned, {"after_id": after_id}).all()
+        if not found:
             break
+        events: list[Event] = [row[0] for row in found]
+        proposals: dict[int | None, Proposal] = {row[1].id: row[1] for row in found}
         if rules is None or people is None or roster is None:
-            rules, people = RecipientRules(lifecycle.definition), Directory.load(session)
+            rules, people = RecipientRules(lifecycle.definition), Directory.load(session, found[0][2], known=True)
             roster = Roster(session, now, people.forum)
-        ids = sorted({e.proposal_id for e in events})
-        proposals = {p.id: p for p in session.scalars(statements.proposals, {"ids": ids})}
         # Who must still act, as of now, for the proposals that got reminders: someone may have acted since.
         reminded = {e.proposal_id: proposals[e.proposal_id] for e in events if e.action in _TO_ACTORS}
         still = lifecycle.must_act_many(session, list(reminded.values()), now, roster=roster) if reminded else {}
@@ -181,8 +182,8 @@ def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, aft
             new = [row for h in handles if (row := _row(event, people.members[h], now)) is not None]
             rows += new
             marks.append({"event_id": event.id, "planned_at": now, "deliveries": len(new)})
-        new_rows = len(session.execute(statements.deliveries, rows).all()) if rows else 0
-        marked = len(session.execute(statements.marks, marks).all())
+        new_rows = statements.insert(session, statements.deliveries, rows) if rows else 0
+        marked = statements.insert(session, statements.marks, marks)
         if marked < len(marks) or new_rows < len(rows):
             log.info(
                 "another run planned %d of these %d events at the same time; their deliveries are left as it made them",
@@ -203,32 +204,45 @@ def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, aft
 class _Statements:
     """The statements of a planning run, built once per database backend."""
 
-    unplanned: Select[Event]  # the next chunk of unplanned events after :after_id
-    proposals: Select[Proposal]  # the proposals :ids, without their texts
-    deliveries: ReturningInsert[tuple[int]]
-    marks: ReturningInsert[tuple[int]]
+    # The next chunk of unplanned events after :after_id, each with its proposal (without the texts), and the
+    # definition generation's token (for the roster).
+    unplanned: Select[tuple[Event, Proposal, str | None]]
+    deliveries: Insert  # INSERT ... ON CONFLICT DO NOTHING (counted by rowcount), or ... RETURNING the new ids
+    marks: Insert
+    counted: bool  # the driver counts the rows an executemany inserted (cheaper than RETURNING them)
+
+    def insert(self, session: Session, statement: Insert, rows: list[dict[str, Any]]) -> int:
+        """Insert ``rows`` that are not there yet; how many were."""
+        if self.counted:
+            return int(session.execute(statement, rows).rowcount)  # type: ignore[attr-defined]
+        return len(session.execute(statement, rows).all())
 
 
 _STATEMENTS: dict[str, _Statements] = {}
 
 
 def _statements(session: Session) -> _Statements:
-    dialect = session.get_bind().dialect.name
-    known = _STATEMENTS.get(dialect)
+    dialect = session.get_bind().dialect
+    known = _STATEMENTS.get(dialect.name)
     if known is not None:
         return known
     texts = [defer(getattr(Proposal, name)) for name in ("title", "summary", "body")]
+    # sqlite3 sums the rows an executemany inserted; psycopg's pipelined executemany does not tell (-1).
+    counted = dialect.name == "sqlite"
+    deliveries, marks = _insert_new(session, Delivery), _insert_new(session, PlannedEvent)
     built = _Statements(
-        unplanned=sa_select(Event)
+        unplanned=sa_select(Event, Proposal, token_column())
+        .join(Proposal, col(Proposal.id) == col(Event.proposal_id))
         .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
         .where(col(PlannedEvent.event_id).is_(None), col(Event.id) > bindparam("after_id"))
         .order_by(col(Event.id))
-        .limit(PLAN_CHUNK),
-        proposals=sa_select(Proposal).options(*texts).where(col(Proposal.id).in_(bindparam("ids", expanding=True))),
-        deliveries=_insert_new(session, Delivery).returning(col(Delivery.id)),
-        marks=_insert_new(session, PlannedEvent).returning(col(PlannedEvent.event_id)),
+        .limit(PLAN_CHUNK)
+        .options(*texts),
+        deliveries=deliveries if counted else deliveries.returning(col(Delivery.id)),
+        marks=marks if counted else marks.returning(col(PlannedEvent.event_id)),
+        counted=counted,
     )
-    _STATEMENTS[dialect] = built
+    _STATEMENTS[dialect.name] = built
     return built
 
 
