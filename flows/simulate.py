@@ -37,7 +37,7 @@ from config.settings import Settings
 from models.db import session_scope
 from models.errors import ForumflowError
 from models.lifecycle import SYSTEM, Lifecycle
-from models.review import DEFAULT_BATCH, ReviewReport, next_due, sweep
+from models.review import DEFAULT_BATCH, ReviewReport, next_due_each, sweep
 from models.tables import Event, Proposal, ProposalCreate
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,9 @@ class Simulator:
         self.mirrors: dict[int, _Mirror] = {}
         self.rounds: list[tuple[dt.datetime, int]] = []  # (deadline, pid) of open rounds, for the silence procedure
         self.touched: set[int] = set()  # proposals written by actions this hour
+        # When the review next selects each proposal (``next_due_each``): sweeps before the earliest find nothing.
+        self.due: dict[int, dt.datetime] = {}
+        self.due_heap: list[tuple[dt.datetime, int]] = []  # (instant, pid), current when it matches ``due``
         self.result = SimulationResult(config)
 
     # ------------------------------------------------------------------ scheduling
@@ -335,14 +338,12 @@ class Simulator:
         end = self.config.start + dt.timedelta(days=self.config.days)
         now = self.config.start
         retrying = 0
-        # The review is due at the first hour; after each sweep, from the first instant anything can be due.
-        sweep_from: dt.datetime | None = now
         while now < end:
             now += HOUR
             wrote = 0
+            self.touched.clear()
             if self.agenda and self.agenda[0].at <= now:
                 t0 = clock()
-                self.touched.clear()
                 while self.agenda and self.agenda[0].at <= now:
                     item = heapq.heappop(self.agenda)
                     if item.action == "create":
@@ -351,24 +352,18 @@ class Simulator:
                         self._act(item)
                     wrote += 1
                 timings.actions += clock() - t0
-                if self.touched and not self.config.every_hour and not (sweep_from is not None and sweep_from <= now):
-                    t0 = clock()  # when these proposals need the review is a question for the sweep's side
-                    with Session(self.engine) as s:
-                        sweep_from = _earliest(sweep_from, next_due(s, self.lifecycle, now, self.touched))
-                    timings.sweeps += clock() - t0
             report = ReviewReport()
             self.result.sweeps += 1
-            if self.config.every_hour or (sweep_from is not None and sweep_from <= now):
-                t0 = clock()
+            t0 = clock()
+            if self.config.every_hour or self._review_due(now):
                 report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
                 self.result.review += report
                 self.result.sweeps_run += 1
                 if report.closed:
                     self._after_sweep(now)
                 if not self.config.every_hour:
-                    with Session(self.engine) as s:
-                        sweep_from = next_due(s, self.lifecycle, now)
-                timings.sweeps += clock() - t0
+                    self._reviewed(now)
+            timings.sweeps += clock() - t0
             # Dispatch after the sweep whenever there is something to send (an idle hour plans nothing).
             if self.dispatcher is not None and (wrote or report.events or retrying):
                 retrying = self._dispatch(self.dispatcher, now)
@@ -381,6 +376,43 @@ class Simulator:
         self.result.seconds = time.perf_counter() - began
         timings.settle(self.result.seconds)
         return self.result
+
+    # ------------------------------------------------------------------ when the review has work
+    def _review_due(self, now: dt.datetime) -> bool:
+        """Does the sweep at ``now`` find anything due? Learns first when the proposals acted on need the review."""
+        if self.touched and not self._due_by(now):
+            self._learn_due(now, self.touched)
+            self.touched.clear()
+        return self._due_by(now)
+
+    def _reviewed(self, now: dt.datetime) -> None:
+        """After the sweep at ``now``: when the proposals it reviewed (and those acted on) need the review next."""
+        reviewed = set(self.touched)
+        while self.due_heap and self.due_heap[0][0] <= now:
+            at, pid = heapq.heappop(self.due_heap)
+            if self.due.get(pid) == at:
+                reviewed.add(pid)
+        self._learn_due(now, reviewed)
+
+    def _learn_due(self, now: dt.datetime, pids: set[int]) -> None:
+        if not pids:
+            return
+        with Session(self.engine) as s:
+            each = next_due_each(s, self.lifecycle, now, pids)
+        for pid in pids:
+            at = each.get(pid)
+            if at is None:
+                self.due.pop(pid, None)
+            elif self.due.get(pid) != at:
+                self.due[pid] = at
+                heapq.heappush(self.due_heap, (at, pid))
+
+    def _due_by(self, now: dt.datetime) -> bool:
+        """Is a proposal due at ``now`` or before, by what is known (entries no longer current are dropped)?"""
+        heap = self.due_heap
+        while heap and self.due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return bool(heap) and heap[0][0] <= now
 
     def _dispatch(self, dispatcher: Dispatcher, now: dt.datetime) -> int:
         """Plan (and send) after the hour ending at ``now``; returns the deliveries still to retry."""
@@ -396,11 +428,6 @@ def _grid(start: dt.datetime, t: dt.datetime) -> dt.datetime:
     """The first whole simulated hour at or after ``t`` (hours counted from ``start``)."""
     hours = -(-(t - start) // HOUR)
     return start + max(hours, 0) * HOUR
-
-
-def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
-    """The earlier of two instants, None meaning never."""
-    return b if a is None else a if b is None else min(a, b)
 
 
 # ---------------------------------------------------------------------- invariants

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Date, Index, Select, String, UniqueConstraint, and_, bindparam, func, insert, or_, union
+from sqlalchemy import CompoundSelect, Date, Index, Select, String, UniqueConstraint, and_, bindparam, insert, or_, union
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -27,7 +27,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from config.definition import StateDef, Workflow
-from models.clock import check_run_time
+from models.clock import check_run_time, newest_event_at
 from models.db import UTCDateTime, session_scope, utc_field
 from models.errors import ConflictError
 from models.lifecycle import Lifecycle, Notice, Roster, utc
@@ -209,52 +209,38 @@ def _due_params(wf: Workflow, now: dt.datetime) -> dict[str, Any]:
 _DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, CompoundSelect[Any]] = weakref.WeakKeyDictionary()
 
 
-def _lead_days(wf: Workflow) -> list[int]:
-    """Per state with review steps, in ``_next_due_statement``'s order: how many days before the instant
-    its anchor gives (deadline, last progress report) the state's first step may come (negative: after it)."""
-    leads = [max(state.reminders, default=0) for state in _deadline_states(wf)]
-    return [*leads, -(wf.progress.cadence_days - wf.progress.reminder_days)]
+@dataclass(frozen=True)
+class _Timing:
+    """How ``_due_statement`` selects a proposal in one state: by which instant, and how far ahead of it."""
+
+    instant: str  # the column compared with the horizon (deadline, last progress report)
+    anchor: str  # the column a current cursor's anchor equals
+    lead: dt.timedelta  # the proposal is selected once now + lead reaches the instant
 
 
-def _next_due_statement(lifecycle: Lifecycle, some: bool) -> Select[Any]:
-    """One row of minima from which ``next_due`` computes its instant (built once per lifecycle).
+def _timings(wf: Workflow) -> dict[str, _Timing]:
+    """Per state the review selects proposals in by time, what ``_due_params`` puts in its horizon."""
+    out = {s.name: _Timing("deadline", "state_entered_at", dt.timedelta(days=max(s.reminders, default=0)))
+           for s in _deadline_states(wf)}
+    out[wf.progress.state] = _Timing(
+        "last_progress_at", "last_progress_at", -dt.timedelta(days=wf.progress.cadence_days - wf.progress.reminder_days)
+    )
+    return out
 
-    Mirrors ``_due_statement`` part by part. Per state with review steps (the progress cycle included):
-    the smallest anchor-derived instant (deadline, last progress report) among rows without a cursor for
-    their current anchor — they are due once ``now`` reaches it, less the state's horizon — and the
-    smallest ``next_at`` among rows whose cursor is current — due once ``now`` reaches it. Then the
-    number of proposals awaiting a hand-over today and of proposals awaiting approval at all (a new term
-    may hand them over). ``some``: only the proposals ``:ids``.
-    """
+
+def _next_due_rows(lifecycle: Lifecycle, some: bool) -> Select[Any]:
+    """Every proposal a sweep may select some day (``:ids`` only, when ``some``), with its cursor's anchor and next step."""
     built = _NEXT_DUE_STATEMENTS.setdefault(lifecycle, {})
     if some in built:
         return built[some]
-    wf = lifecycle.workflow
-    p, c, t = Proposal.__table__, ReviewCursor.__table__, PresidingTerm.__table__  # type: ignore[attr-defined]
-    chosen = [p.c.id.in_(bindparam("ids", expanding=True))] if some else []
-    columns: list[Any] = []
-    timed = [(state.name, p.c.deadline, p.c.state_entered_at) for state in _deadline_states(wf)]
-    timed.append((wf.progress.state, p.c.last_progress_at, p.c.last_progress_at))
-    for name, instant, anchor in timed:
-        rows = p.outerjoin(c, c.c.proposal_id == p.c.id)
-        stale = or_(c.c.proposal_id.is_(None), c.c.anchor != anchor)
-        columns.append(
-            sa_select(func.min(instant)).select_from(rows).where(p.c.state == name, stale, *chosen).scalar_subquery()
-        )
-        current = p.join(c, and_(c.c.proposal_id == p.c.id, c.c.anchor == anchor))
-        columns.append(
-            sa_select(func.min(c.c.next_at)).select_from(current)
-            .where(p.c.state == name, instant.is_not(None), *chosen).scalar_subquery()
-        )
-    day = bindparam("day", type_=Date())
-    approval = p.c.state.in_(sorted(lifecycle.approval_states))
-    columns.append(
-        sa_select(func.count()).select_from(p.join(t, and_(t.c.start <= day, t.c.end >= day)))
-        .where(approval, or_(p.c.presiding_region.is_(None), p.c.presiding_region != t.c.region), *chosen)
-        .scalar_subquery()
+    p, c = Proposal.__table__, ReviewCursor.__table__  # type: ignore[attr-defined]
+    states = sorted(set(_timings(lifecycle.workflow)) | lifecycle.approval_states)
+    statement = (
+        sa_select(p.c.id, p.c.state, p.c.deadline, p.c.state_entered_at, p.c.last_progress_at, p.c.presiding_region,
+                  c.c.proposal_id.label("cursor"), c.c.anchor, c.c.next_at)
+        .select_from(p.outerjoin(c, c.c.proposal_id == p.c.id))
+        .where(p.c.state.in_(states), *([p.c.id.in_(bindparam("ids", expanding=True))] if some else []))
     )
-    columns.append(sa_select(func.count()).select_from(p).where(approval, *chosen).scalar_subquery())
-    statement = sa_select(*columns)
     built[some] = statement
     return statement
 
@@ -262,48 +248,74 @@ def _next_due_statement(lifecycle: Lifecycle, some: bool) -> Select[Any]:
 _NEXT_DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, dict[bool, Select[Any]]] = weakref.WeakKeyDictionary()
 
 
-def next_due(
+def next_due_each(
     session: Session, lifecycle: Lifecycle, now: dt.datetime, ids: Collection[int] | None = None,
-) -> dt.datetime | None:
-    """The first instant from ``now`` on at which a sweep may find something due; None: never.
+) -> dict[int, dt.datetime]:
+    """Per proposal, the first instant from ``now`` on at which a sweep selects it (``due_ids``); ``now`` when it
+    would already. Proposals never selected (no review steps left, or in a state without any) are left out.
 
-    Exact for what ``due_ids`` selects, assuming that only the review writes from ``now`` on: a sweep
-    at any instant before the one returned selects nothing (it would do nothing at all). ``now`` itself
-    when something is or may be due already. ``ids``: only for these proposals (those an action just
-    changed, say). Changes that do not come from the review (actions, a new presiding term) call for a
-    new answer, for the proposals they touched.
+    Exact as long as only the review writes from ``now`` on: an action on a proposal, or a new presiding term,
+    calls for a new answer for the proposals it touched. ``ids``: only these proposals (else every one).
+    The conditions are those of ``_due_statement``, per row: a proposal without a cursor for its current
+    anchor is selected once ``now`` reaches its instant (deadline, last progress report) less the state's
+    lead; one with a current cursor also needs its next step's instant; one awaiting approval is selected
+    on any day whose presiding term is not its presiding region's.
     """
     now = utc(now)
     if ids is not None and not ids:
-        return None
-    params: dict[str, Any] = {"day": now.date()}
-    if ids is not None:
-        params["ids"] = sorted(ids)
+        return {}
     connection = session.connection()
-    row = connection.execute(_next_due_statement(lifecycle, ids is not None), params).one()
-    candidates: list[dt.datetime] = []
-    for i, days in enumerate(_lead_days(lifecycle.workflow)):
-        first_step, next_step = row[2 * i], row[2 * i + 1]
-        if first_step is not None:
-            candidates.append(first_step - dt.timedelta(days=days))
-        if next_step is not None:
-            candidates.append(next_step)
-    handover_today, awaiting_approval = row[-2], row[-1]
-    if handover_today:
-        return now
-    if awaiting_approval:
-        # Another term's region: from the first day on which the terms in force are not today's.
-        t = PresidingTerm.__table__  # type: ignore[attr-defined]
-        today = now.date()
-        changes: list[dt.date] = []
-        for start, end in connection.execute(sa_select(t.c.start, t.c.end)):
-            changes += [start] if start > today else []
-            changes += [end + dt.timedelta(days=1)] if end >= today else []
-        if changes:
-            candidates.append(dt.datetime.combine(min(changes), dt.time(), tzinfo=dt.UTC))
-    if not candidates:
-        return None
-    return max(now, min(candidates))
+    rows = connection.execute(_next_due_rows(lifecycle, ids is not None), {"ids": sorted(ids)} if ids is not None else {})
+    timings, approval = _timings(lifecycle.workflow), lifecycle.approval_states
+    terms: list[tuple[dt.date, dt.date, str]] | None = None
+    out: dict[int, dt.datetime] = {}
+    for r in rows:
+        candidates: list[dt.datetime] = []
+        timing = timings.get(r.state)
+        instant = getattr(r, timing.instant) if timing is not None else None
+        if timing is not None and instant is not None:
+            first = instant - timing.lead
+            if r.cursor is None or r.anchor != getattr(r, timing.anchor):
+                candidates.append(first)
+            elif r.next_at is not None:
+                candidates.append(max(first, r.next_at))
+        if r.state in approval:
+            if terms is None:
+                t = PresidingTerm.__table__  # type: ignore[attr-defined]
+                terms = [(x.start, x.end, x.region) for x in connection.execute(sa_select(t.c.start, t.c.end, t.c.region))]
+            handover = _handover_from(terms, r.presiding_region, now)
+            candidates += [handover] if handover is not None else []
+        if candidates:
+            out[r.id] = max(now, min(candidates))
+    return out
+
+
+def _handover_from(terms: list[tuple[dt.date, dt.date, str]], region: str | None, now: dt.datetime) -> dt.datetime | None:
+    """The first instant from ``now`` on at which a term in force is not ``region``'s; None: never."""
+    day = now.date()
+    while True:
+        if any(r != region for start, end, r in terms if start <= day <= end):
+            return max(now, dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC))
+        # The terms in force change only on a term's first day or on the day after its last.
+        later = [start for start, _, _ in terms if start > day] + [end + _DAY for _, end, _ in terms if end >= day]
+        if not later:
+            return None
+        day = min(later)
+
+
+_DAY = dt.timedelta(days=1)
+
+
+def next_due(
+    session: Session, lifecycle: Lifecycle, now: dt.datetime, ids: Collection[int] | None = None,
+) -> dt.datetime | None:
+    """The first instant from ``now`` on at which a sweep finds something due (``now``: already); None: never.
+
+    The earliest of ``next_due_each``: a sweep at any instant before it selects nothing and does nothing at
+    all, as long as only the review writes meanwhile. ``ids``: only for these proposals.
+    """
+    each = next_due_each(session, lifecycle, now, ids)
+    return min(each.values()) if each else None
 
 
 def due_ids(session: Session, lifecycle: Lifecycle, now: dt.datetime) -> list[int]:
@@ -544,8 +556,11 @@ def check_review_time(engine: Engine, now: dt.datetime) -> dt.datetime:
 
 def select_due(engine: Engine, lifecycle: Lifecycle, now: dt.datetime, batch_size: int = DEFAULT_BATCH) -> list[list[int]]:
     """The due proposal ids at ``now``, in batches (a read-only transaction); refuses a ``now`` before the newest event."""
-    now = check_review_time(engine, now)
+    now = utc(now)
     with Session(engine) as session:
+        newest = newest_event_at(session)  # in the same transaction as the selection
+        if newest is not None and now < newest:
+            check_review_time(engine, now)  # refuses, with its message
         return batches(due_ids(session, lifecycle, now), batch_size)
 
 
