@@ -340,7 +340,6 @@ class Simulator:
         retrying = 0
         while now < end:
             now += HOUR
-            wrote = 0
             self.touched.clear()
             if self.agenda and self.agenda[0].at <= now:
                 t0 = clock()
@@ -350,8 +349,8 @@ class Simulator:
                         self._create(item)
                     else:
                         self._act(item)
-                    wrote += 1
                 timings.actions += clock() - t0
+            acted = bool(self.touched)
             report = ReviewReport()
             self.result.sweeps += 1
             t0 = clock()
@@ -364,8 +363,9 @@ class Simulator:
                 if not self.config.every_hour:
                     self._reviewed(now)
             timings.sweeps += clock() - t0
-            # Dispatch after the sweep whenever there is something to send (an idle hour plans nothing).
-            if self.dispatcher is not None and (wrote or report.events or retrying):
+            # Dispatch after the sweep whenever there is something to send: an hour in which nothing was written
+            # (no proposal acted on, nothing reviewed) plans nothing.
+            if self.dispatcher is not None and (acted or report.events or retrying):
                 retrying = self._dispatch(self.dispatcher, now)
         if self.dispatcher is not None:
             for _ in range(3):

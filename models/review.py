@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Date, Index, Select, String, UniqueConstraint, and_, bindparam, insert, or_, union
+from sqlalchemy import CompoundSelect, Date, Index, Select, String, UniqueConstraint, and_, bindparam, func, insert, or_, union
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -27,12 +27,12 @@ from sqlalchemy.orm import defer
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from config.definition import StateDef, Workflow
-from models.clock import check_run_time, newest_event_at
+from models.clock import check_run_time
 from models.db import UTCDateTime, session_scope, utc_field
 from models.errors import ConflictError
 from models.lifecycle import Lifecycle, Notice, Roster, utc
 from models.roster import people, token_column
-from models.tables import PresidingTerm, Proposal
+from models.tables import Event, PresidingTerm, Proposal
 
 log = logging.getLogger(__name__)
 
@@ -554,11 +554,14 @@ def check_review_time(engine: Engine, now: dt.datetime) -> dt.datetime:
     return check_run_time(engine, now, run="review")
 
 
+_NEWEST_EVENT = sa_select(func.max(Event.__table__.c.at))  # type: ignore[attr-defined]
+
+
 def select_due(engine: Engine, lifecycle: Lifecycle, now: dt.datetime, batch_size: int = DEFAULT_BATCH) -> list[list[int]]:
     """The due proposal ids at ``now``, in batches (a read-only transaction); refuses a ``now`` before the newest event."""
     now = utc(now)
     with Session(engine) as session:
-        newest = newest_event_at(session)  # in the same transaction as the selection
+        newest = session.connection().execute(_NEWEST_EVENT).scalar()  # as newest_event_at, in the selection's transaction
         if newest is not None and now < newest:
             check_review_time(engine, now)  # refuses, with its message
         return batches(due_ids(session, lifecycle, now), batch_size)
