@@ -7,10 +7,16 @@ by silence, some implementations miss their progress reports. Every simulated ho
 then dispatch plans deliveries and sends them. The plain functions are called directly (a Prefect run per
 simulated hour would dominate the wall time); the decisions are the same ones the ``review`` flow runs.
 
+A sweep in an hour before anything is due would select nothing and write nothing, so it is skipped: the
+simulation keeps, per proposal, the first instant the review selects it (``models.review.next_due_each``),
+and asks again for the proposals an action or a sweep has just changed. ``SimulationConfig.every_hour``
+sweeps every hour instead (the reference, which gives the same database). The run tells where its time
+went (``Timings``).
+
 The invariants are then checked from the event log, the outbox and the Maildir:
 reminders exactly once, on time and never to someone who had already acted; every overdue item escalated
 at each level; every round closed at its deadline; every presiding-term change handed over on its date;
-replay reproducing every proposal's state.
+replay reproducing every proposal's state; every event planned right after its hour.
 """
 
 from __future__ import annotations
@@ -95,9 +101,10 @@ class Timings:
     """Where the wall time of a simulation went, in seconds; the parts add up to the whole.
 
     ``actions``: people's actions (``create_proposal``, ``Lifecycle.apply``, each in its transaction);
-    ``sweeps``: the hourly review (``sweep``) and reading back the rounds it closed; ``planning``: turning
-    events into outbox rows; ``sending``: sending into the mail sink (``--mail`` only); ``checks``: the
-    invariants; ``other``: the rest (database set-up, scheduling the simulated people, the hourly loop).
+    ``sweeps``: the review (``sweep``), reading back the rounds it closed, and working out when it next has
+    work (``next_due_each``); ``planning``: turning events into outbox rows; ``sending``: sending into the
+    mail sink (``--mail`` only); ``checks``: the invariants; ``other``: the rest (database set-up,
+    scheduling the simulated people, the hourly loop, counting the final states).
     """
 
     actions: float = 0.0
@@ -395,6 +402,7 @@ class Simulator:
         self._learn_due(now, reviewed)
 
     def _learn_due(self, now: dt.datetime, pids: set[int]) -> None:
+        """Read when the review next selects each of ``pids`` (none of them, for those it never will)."""
         if not pids:
             return
         with Session(self.engine) as s:
@@ -757,7 +765,8 @@ def run_simulation(
 ) -> tuple[SimulationResult, Path]:
     """Simulate in a fresh SQLite database under ``<data dir>/simulation``; check; return the folder.
 
-    Dispatch runs after every simulated hour: deliveries are planned (the outbox, which is checked) and, with
+    Dispatch runs after every simulated hour in which something was written: deliveries are planned (the
+    outbox, which is checked; only events after those already planned are looked at) and, with
     ``mail``, sent into a local SMTP sink writing ``<folder>/maildir``, which is checked too (rendering every
     mail of a forum year costs minutes).
     """

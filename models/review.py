@@ -7,7 +7,9 @@ Each step of a proposal's review is identified by its anchor (the instant the pr
 or its last progress report), a kind and a step number (reminder offset or escalation level). A step taken
 is recorded in ``review_mark`` under a unique key, in the same transaction as its event: re-runs and
 concurrent sweeps cannot issue it twice. ``review_cursor`` keeps, per proposal, the anchor and the instant
-of its next step, so a sweep reads only rows that are due, with indexed range queries.
+of its next step, so a sweep reads only rows that are due, with indexed range queries. ``next_due_each``
+tells from the same rows when a sweep will next select a proposal, so a caller that is the only writer
+(``forumflow simulate``) can leave out the sweeps that would find nothing.
 """
 
 from __future__ import annotations
