@@ -1,6 +1,7 @@
 """The review sweep on 100,000 proposals (SQLite), beside its bare-SQL lower bound and a task-per-proposal flow.
 
-Run: python bench/sweep.py [--proposals N] [--sample 500] [--skip-simulate] [--simulate-mail]
+Run: python bench/sweep.py [--proposals N] [--sample 500] [--skip-flow] [--skip-simulate] [--simulate-mail]
+     [--simulate-repeats 3]
 
 One database is generated (proposals in every state, entered at spread-out times, so that at the bench's
 ``now`` — the RU-CHE → UZ-SA term change, 2023-01-01 — reminders, escalations, silence closures, hand-overs and
@@ -15,7 +16,8 @@ progress requests are all due), then copied for each contender so they start fro
 
 Each contender does a cold sweep (the first at ``now``: everything due is done) and then the next hourly
 sweep; the bench checks that sweep and bare SQL wrote the same events. It ends with the wall time of
-``forumflow simulate --proposals 1000 --days 365`` (without mail unless --simulate-mail).
+``forumflow simulate --proposals 1000 --days 365`` (without mail unless --simulate-mail), median of 3 runs, with the
+time it reports by part (actions, sweeps, planning, sending, checks, other) and the machine's load before each run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,7 +51,7 @@ from sqlalchemy import insert  # noqa: E402
 from bench.report import emit  # noqa: E402
 from config import DEFAULT_FORUM_FILE, load_definition  # noqa: E402
 from models import Lifecycle, create_schema, make_engine, session_scope, sync_definition  # noqa: E402
-from models.review import plan, review_ids, sweep  # noqa: E402
+from models.review import next_due, next_due_each, plan, review_ids, sweep  # noqa: E402
 from models.tables import EndorsementDecision, Event, Proposal  # noqa: E402
 
 NOW = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
@@ -136,6 +139,30 @@ def run_sweep(path: Path, lifecycle: Lifecycle) -> tuple[float, float, dict[str,
     return cold, hourly, report.as_dict()
 
 
+def run_next_due(path: Path, lifecycle: Lifecycle, sample: int = 200) -> tuple[float, float]:
+    """After the sweeps: when the review next has work, over every proposal, and per proposal for a few at a time
+    (what ``forumflow simulate`` asks after each action and sweep); (seconds over all, seconds per call for 2 ids)."""
+    from sqlmodel import Session
+
+    engine = make_engine(f"sqlite:///{path}")
+    conn = sqlite3.connect(path)
+    ids = [r[0] for r in conn.execute("SELECT id FROM proposal ORDER BY id LIMIT ?", (sample * 2,))]
+    conn.close()
+    after = NOW + HOUR
+    with Session(engine) as s:
+        start = time.perf_counter()
+        first = next_due(s, lifecycle, after)
+        overall = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(0, len(ids), 2):
+            next_due_each(s, lifecycle, after, set(ids[i : i + 2]))
+        each = (time.perf_counter() - start) / max(1, len(ids) // 2)
+    engine.dispose()
+    print(f"next_due after them      over all {overall:7.2f} s   for 2 proposals {each * 1000:7.2f} ms   "
+          f"(next work at {first.isoformat() if first else 'never'})")
+    return overall, each
+
+
 def run_flow(path: Path) -> tuple[float, float, dict[str, int]]:
     """The review flow through Prefect (server start excluded), cold then hourly."""
     from prefect.testing.utilities import prefect_test_harness
@@ -143,8 +170,16 @@ def run_flow(path: Path) -> tuple[float, float, dict[str, int]]:
     from flows.review import review
 
     url = f"sqlite:///{path}"
+    # Warm-up on an empty database (imports, Prefect, schema check): the review refuses a time before the newest
+    # event, and at any later time the bench's database has work.
+    empty = path.with_name("flow-warm-up.db")
+    engine = make_engine(f"sqlite:///{empty}")
+    create_schema(engine)
+    with session_scope(engine) as s:
+        sync_definition(s, load_definition(DEFAULT_FORUM_FILE))
+    engine.dispose()
     with prefect_test_harness(server_startup_timeout=120):
-        review(now=NOW - dt.timedelta(days=3650), db_url=url)  # warm-up: imports, engine, schema check; finds nothing
+        review(now=NOW, db_url=f"sqlite:///{empty}")
         start = time.perf_counter()
         counts = review(now=NOW, db_url=url)
         cold = time.perf_counter() - start
@@ -206,7 +241,7 @@ def bare_sql(path: Path, lifecycle: Lifecycle, now: dt.datetime) -> tuple[float,
         conn.execute("BEGIN")
         rows = conn.execute(
             f"SELECT id, state, version, round, state_entered_at, deadline, last_progress_at, presiding_region, "
-            f"author, \"group\" FROM proposal WHERE id IN ({marks_q})", batch,
+            f"author, \"group\", text_version FROM proposal WHERE id IN ({marks_q})", batch,
         ).fetchall()
         marks = {(p, a, k, s) for p, a, k, s in conn.execute(
             f"SELECT proposal_id, anchor, kind, step FROM review_mark WHERE proposal_id IN ({marks_q})", batch)}
@@ -217,14 +252,15 @@ def bare_sql(path: Path, lifecycle: Lifecycle, now: dt.datetime) -> tuple[float,
             decided[pid].add(country)
             regions[pid].append(region)
         updates, new_events, new_marks, cursors = [], [], [], []
-        for pid, state, version, rnd, entered, deadline, progress, region, author, group in rows:
+        for pid, state, version, rnd, entered, deadline, progress, region, author, group, text_version in rows:
             p = SimpleNamespace(state=state, state_entered_at=_dt(entered), deadline=_dt(deadline),
                                 last_progress_at=_dt(progress))
             if state == "endorsed" and region != presiding:
                 version += 1
                 updates.append((version, presiding, pid))
                 new_events.append((pid, version, "handover", state, state, "system", _ts(now), "",
-                                   json.dumps({"from_region": region, "to_region": presiding, "recipients": presiding_heads})))
+                                   json.dumps({"from_region": region, "to_region": presiding, "recipients": presiding_heads,
+                                               "text_version": text_version})))
             todo = plan(wf, p)  # type: ignore[arg-type]
             if todo is None:
                 continue
@@ -240,7 +276,8 @@ def bare_sql(path: Path, lifecycle: Lifecycle, now: dt.datetime) -> tuple[float,
                         "version=?, updated_at=? WHERE id=? AND version=?",
                         (_ts(now), _ts(now + dt.timedelta(days=14)), presiding, version, _ts(now), pid, version - 1),
                     )
-                    payload = {"round": rnd, "endorsed_by": sorted(regions[pid]), "deadline": todo.deadline.isoformat()}
+                    payload = {"round": rnd, "endorsed_by": sorted(regions[pid]), "deadline": todo.deadline.isoformat(),
+                               "text_version": text_version}
                     new_events.append((pid, version, "silence", state, "endorsed", "system", _ts(now), "", json.dumps(payload)))
                     closed = True
                     break
@@ -250,7 +287,8 @@ def bare_sql(path: Path, lifecycle: Lifecycle, now: dt.datetime) -> tuple[float,
                 if step.kind == "escalate":
                     to = wf.escalation[step.step - 1].to
                     recipients = [chairs[group]] if to == "group_chair" else presiding_heads
-                    payload = {"level": step.step, "recipients": recipients, "deadline": todo.deadline.isoformat()}
+                    payload = {"level": step.step, "recipients": recipients, "deadline": todo.deadline.isoformat(),
+                               "text_version": text_version}
                 else:
                     if state == "in_review":
                         recipients = [chairs[group]]
@@ -262,6 +300,7 @@ def bare_sql(path: Path, lifecycle: Lifecycle, now: dt.datetime) -> tuple[float,
                         recipients = sorted({author, chairs[group]})
                     payload = ({"recipients": recipients, "offset_days": step.step, "deadline": todo.deadline.isoformat()}
                                if step.kind == "remind" else {"recipients": recipients, "due": todo.deadline.isoformat()})
+                    payload["text_version"] = text_version  # every notice names the text it is about
                 version += 1
                 updates.append((version, region if state != "endorsed" else presiding, pid))
                 new_events.append((pid, version, step.kind, state, state, "system", _ts(now), "", json.dumps(payload)))
@@ -316,19 +355,29 @@ def per_task(path: Path, lifecycle: Lifecycle, sample: int) -> tuple[float, int]
     return elapsed / len(ids), len(ids)
 
 
-def simulate_wall(mail: bool) -> float:
-    """Wall time of ``forumflow simulate --proposals 1000 --days 365`` in a fresh data dir."""
+def simulate_runs(mail: bool, repeats: int) -> list[dict[str, Any]]:
+    """``forumflow simulate --proposals 1000 --days 365 --json`` ``repeats`` times, each in a fresh data dir: for each
+    run its wall time (the whole process), the time it reports by part, its sweeps and the machine's load before it."""
     exe = Path(sys.executable).parent / "forumflow"
-    with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, FORUMFLOW_DATA_DIR=tmp)
-        args = [str(exe), "simulate", "--proposals", "1000", "--days", "365", "--seed", "1"]
-        start = time.perf_counter()
-        done = subprocess.run([*args, "--mail" if mail else "--no-mail"], env=env, capture_output=True, text=True, check=False)
-        elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        print(done.stdout[-3000:], done.stderr[-3000:])
-        raise SystemExit(f"simulate failed with exit code {done.returncode}")
-    return elapsed
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, FORUMFLOW_DATA_DIR=tmp)
+            args = [str(exe), "simulate", "--proposals", "1000", "--days", "365", "--seed", "1", "--json"]
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            done = subprocess.run([*args, "--mail" if mail else "--no-mail"], env=env, capture_output=True, text=True,
+                                  check=False)
+            elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            print(done.stdout[-3000:], done.stderr[-3000:])
+            raise SystemExit(f"simulate failed with exit code {done.returncode}")
+        data = json.loads(done.stdout)
+        runs.append({"wall": elapsed, "load": load, "timings": data["timings"], "sweeps": data["sweeps"],
+                     "sweeps_run": data["sweeps_run"]})
+        print(f"  simulate run {len(runs)}: {elapsed:.1f} s wall (load {load:.1f} before), "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in data["timings"].items()), flush=True)
+    return runs
 
 
 def main() -> None:
@@ -340,9 +389,10 @@ def main() -> None:
     parser.add_argument("--skip-flow", action="store_true", help="Do not run the review flow through Prefect.")
     parser.add_argument("--skip-simulate", action="store_true")
     parser.add_argument("--simulate-mail", action="store_true", help="Simulate with every mail sent into the sink.")
+    parser.add_argument("--simulate-repeats", type=int, default=3, help="Runs of simulate (median).")
     args = parser.parse_args()
     lifecycle = Lifecycle(load_definition(DEFAULT_FORUM_FILE))
-    figures: dict[str, float | int | bool] = {}
+    figures: dict[str, Any] = {}
     ratios: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -381,6 +431,8 @@ def main() -> None:
         same = "identical events" if written == expected else f"EVENTS DIFFER ({len(written ^ expected)})"
         print(f"  ratio sweep / bare SQL: cold {sweep_cold / bare_cold:.2f}x, next hour {sweep_hourly / bare_hourly:.2f}x "
               f"(target <= 5x; {same}: proposal, action and payload of every event)")
+        overall, each = run_next_due(work / "sweep0.db", lifecycle)
+        figures |= {"next_due_all_s": round(overall, 3), "next_due_2_ids_ms": round(each * 1000, 2)}
 
         if not args.skip_flow:
             flow_cold, flow_hourly, counts = run_flow(copy_db(work / "base.db", work / "flow.db"))
@@ -403,11 +455,20 @@ def main() -> None:
               f"{naive_due / worst:,.0f}x to {naive_due / best:,.0f}x over due only (target >= 100x)")
 
     if not args.skip_simulate:
-        wall = simulate_wall(args.simulate_mail)
-        print(f"\nforumflow simulate --proposals 1000 --days 365{'' if args.simulate_mail else ' --no-mail'}: "
-              f"{wall:.1f} s wall (target <= 30 s, issue 11)")
-        figures[f"simulate_1000x365{'_mail' if args.simulate_mail else ''}_s"] = round(wall, 1)
-    emit("sweep", figures, ratios, params={"proposals": args.proposals, "sample": args.sample, "repeats": args.repeats},
+        name = f"simulate_1000x365{'_mail' if args.simulate_mail else ''}"
+        print(f"\nforumflow simulate --proposals 1000 --days 365{'' if args.simulate_mail else ' --no-mail'}, "
+              f"{args.simulate_repeats} runs:")
+        runs = simulate_runs(args.simulate_mail, args.simulate_repeats)
+        wall = statistics.median(r["wall"] for r in runs)
+        parts = {k: round(statistics.median(r["timings"][k] for r in runs), 2) for k in runs[0]["timings"]}
+        print(f"  median {wall:.1f} s wall (target <= 30 s on a quiet 2-core machine, issue 11); median by part: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+              + f"; a sweep ran in {runs[0]['sweeps_run']:,} of the {runs[0]['sweeps']:,} simulated hours")
+        figures |= {f"{name}_s": round(wall, 1), f"{name}_parts_s": parts, f"{name}_sweeps_run": runs[0]["sweeps_run"],
+                    f"{name}_load": [round(r["load"], 1) for r in runs]}
+    figures["load_at_end"] = round(os.getloadavg()[0], 1)
+    emit("sweep", figures, ratios, params={"proposals": args.proposals, "sample": args.sample, "repeats": args.repeats,
+                                          "simulate_repeats": args.simulate_repeats},
          targets={"sweep_vs_bare_sql_cold": 5, "speedup_vs_task_per_open_proposal": 100, "simulate_1000x365_s": 30})
 
 

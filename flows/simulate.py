@@ -7,10 +7,16 @@ by silence, some implementations miss their progress reports. Every simulated ho
 then dispatch plans deliveries and sends them. The plain functions are called directly (a Prefect run per
 simulated hour would dominate the wall time); the decisions are the same ones the ``review`` flow runs.
 
+A sweep in an hour before anything is due would select nothing and write nothing, so it is skipped: the
+simulation keeps, per proposal, the first instant the review selects it (``models.review.next_due_each``),
+and asks again for the proposals an action or a sweep has just changed. ``SimulationConfig.every_hour``
+sweeps every hour instead (the reference, which gives the same database). The run tells where its time
+went (``Timings``).
+
 The invariants are then checked from the event log, the outbox and the Maildir:
 reminders exactly once, on time and never to someone who had already acted; every overdue item escalated
 at each level; every round closed at its deadline; every presiding-term change handed over on its date;
-replay reproducing every proposal's state.
+replay reproducing every proposal's state; every event planned right after its hour.
 """
 
 from __future__ import annotations
@@ -27,17 +33,17 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
 from config.settings import Settings
 from models.db import session_scope
 from models.errors import ForumflowError
 from models.lifecycle import SYSTEM, Lifecycle
-from models.review import DEFAULT_BATCH, ReviewReport, sweep
+from models.review import DEFAULT_BATCH, ReviewReport, next_due_each, sweep
 from models.tables import Event, Proposal, ProposalCreate
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,9 @@ class SimulationConfig:
     seed: int = 1
     start: dt.datetime = DEFAULT_START
     batch_size: int = DEFAULT_BATCH
+    # Sweep every hour, even those before the next instant anything can be due (which find nothing to do):
+    # the reference that skipping them is tested against.
+    every_hour: bool = False
 
 
 @dataclass
@@ -88,14 +97,45 @@ class Check:
 
 
 @dataclass
+class Timings:
+    """Where the wall time of a simulation went, in seconds; the parts add up to the whole.
+
+    ``actions``: people's actions (``create_proposal``, ``Lifecycle.apply``, each in its transaction);
+    ``sweeps``: the review (``sweep``), reading back the rounds it closed, and working out when it next has
+    work (``next_due_each``); ``planning``: turning events into outbox rows; ``sending``: sending into the
+    mail sink (``--mail`` only); ``checks``: the invariants; ``other``: the rest (database set-up,
+    scheduling the simulated people, the hourly loop, counting the final states).
+    """
+
+    actions: float = 0.0
+    sweeps: float = 0.0
+    planning: float = 0.0
+    sending: float = 0.0
+    checks: float = 0.0
+    other: float = 0.0
+
+    PARTS: ClassVar[tuple[str, ...]] = ("actions", "sweeps", "planning", "sending", "checks", "other")
+
+    def settle(self, total: float) -> None:
+        """Set ``other`` to what the measured parts leave of ``total``."""
+        self.other = max(0.0, total - sum(getattr(self, part) for part in self.PARTS[:-1]))
+
+    def as_dict(self) -> dict[str, float]:
+        """Seconds per part, rounded to the millisecond."""
+        return {part: round(getattr(self, part), 3) for part in self.PARTS}
+
+
+@dataclass
 class SimulationResult:
     """What happened and whether the invariants held."""
 
     config: SimulationConfig
     seconds: float = 0.0
+    timings: Timings = field(default_factory=Timings)
     actions: int = 0
     refused: list[str] = field(default_factory=list)
-    sweeps: int = 0
+    sweeps: int = 0  # hours reviewed (every simulated hour)
+    sweeps_run: int = 0  # of them, those a sweep ran for (the others had provably nothing due)
     review: ReviewReport = field(default_factory=ReviewReport)
     planned: int = 0
     sent: int = 0
@@ -111,8 +151,19 @@ class SimulationResult:
 # The actions people take in the simulation (those of the default workflow; the rest comes from the definition).
 PLAYED = frozenset({"submit", "withdraw", "recommend", "return", "reject", "approve", "refer_back", "complete"})
 
-# A dispatcher: given ``now``, plan and send; returns (planned, sent, still to retry).
-Dispatcher = Callable[[dt.datetime], tuple[int, int, int]]
+@dataclass(frozen=True)
+class DispatchRound:
+    """What one dispatch after a simulated hour did, and how long its planning and its sending took."""
+
+    planned: int = 0
+    sent: int = 0
+    retrying: int = 0  # deliveries still to send later
+    planning: float = 0.0  # seconds
+    sending: float = 0.0
+
+
+# A dispatcher: given ``now``, plan and send.
+Dispatcher = Callable[[dt.datetime], DispatchRound]
 
 
 @dataclass
@@ -174,6 +225,10 @@ class Simulator:
         self.seq = itertools.count()
         self.mirrors: dict[int, _Mirror] = {}
         self.rounds: list[tuple[dt.datetime, int]] = []  # (deadline, pid) of open rounds, for the silence procedure
+        self.touched: set[int] = set()  # proposals written by actions this hour
+        # When the review next selects each proposal (``next_due_each``): sweeps before the earliest find nothing.
+        self.due: dict[int, dt.datetime] = {}
+        self.due_heap: list[tuple[dt.datetime, int]] = []  # (instant, pid), current when it matches ``due``
         self.result = SimulationResult(config)
 
     # ------------------------------------------------------------------ scheduling
@@ -240,6 +295,7 @@ class Simulator:
             pid = p.id or 0
         m = _Mirror(pid, group.key, item.actor, group.chair, self.wf.initial, item.at)
         self.mirrors[pid] = m
+        self.touched.add(pid)
         self._entered(m, self.wf.initial, item.at)
 
     def _act(self, item: _Item) -> None:
@@ -258,6 +314,7 @@ class Simulator:
             self.result.refused.append(f"{item.at:%Y-%m-%d %H:%M} proposal {m.pid}: {item.action} by {actor}: {exc}")
             return
         self.result.actions += 1
+        self.touched.add(m.pid)
         new_state = events[-1].to_state
         if item.action == self.wf.progress.action:
             m.percent = percent or m.percent
@@ -282,41 +339,103 @@ class Simulator:
     def run(self) -> SimulationResult:
         """Simulate, hour by hour; then check the invariants."""
         began = time.perf_counter()
+        clock = time.perf_counter
+        timings = self.result.timings
         self._plan_creations()
         end = self.config.start + dt.timedelta(days=self.config.days)
         now = self.config.start
         retrying = 0
         while now < end:
             now += HOUR
-            wrote = 0
-            while self.agenda and self.agenda[0].at <= now:
-                item = heapq.heappop(self.agenda)
-                if item.action == "create":
-                    self._create(item)
-                else:
-                    self._act(item)
-                wrote += 1
-            report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
-            self.result.review += report
+            self.touched.clear()
+            if self.agenda and self.agenda[0].at <= now:
+                t0 = clock()
+                while self.agenda and self.agenda[0].at <= now:
+                    item = heapq.heappop(self.agenda)
+                    if item.action == "create":
+                        self._create(item)
+                    else:
+                        self._act(item)
+                timings.actions += clock() - t0
+            acted = bool(self.touched)
+            report = ReviewReport()
             self.result.sweeps += 1
-            if report.closed:
-                self._after_sweep(now)
-            # Dispatch after the sweep whenever there is something to send (an idle hour plans nothing).
-            if self.dispatcher is not None and (wrote or report.events or retrying):
-                planned, sent, retrying = self.dispatcher(now)
-                self.result.planned += planned
-                self.result.sent += sent
+            t0 = clock()
+            if self.config.every_hour or self._review_due(now):
+                report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
+                self.result.review += report
+                self.result.sweeps_run += 1
+                if report.closed:
+                    self._after_sweep(now)
+                if not self.config.every_hour:
+                    self._reviewed(now)
+            timings.sweeps += clock() - t0
+            # Dispatch after the sweep whenever there is something to send: an hour in which nothing was written
+            # (no proposal acted on, nothing reviewed) plans nothing.
+            if self.dispatcher is not None and (acted or report.events or retrying):
+                retrying = self._dispatch(self.dispatcher, now)
         if self.dispatcher is not None:
             for _ in range(3):
-                planned, sent, retrying = self.dispatcher(end)
-                self.result.planned += planned
-                self.result.sent += sent
-                if not retrying:
+                if not self._dispatch(self.dispatcher, end):
                     break
         with session_scope(self.engine) as s:
             self.result.states = Counter(s.exec(select(Proposal.state)).all())
         self.result.seconds = time.perf_counter() - began
+        timings.settle(self.result.seconds)
         return self.result
+
+    # ------------------------------------------------------------------ when the review has work
+    def _review_due(self, now: dt.datetime) -> bool:
+        """Does the sweep at ``now`` find anything due? Learns first when the proposals acted on need the review."""
+        if self.touched and not self._due_by(now):
+            self._learn_due(now, self.touched)
+            self.touched.clear()
+        return self._due_by(now)
+
+    def _reviewed(self, now: dt.datetime) -> None:
+        """After the sweep at ``now``: when the proposals it reviewed (and those acted on) need the review next."""
+        reviewed = set(self.touched)
+        while self.due_heap and self.due_heap[0][0] <= now:
+            at, pid = heapq.heappop(self.due_heap)
+            if self.due.get(pid) == at:
+                reviewed.add(pid)
+        self._learn_due(now, reviewed)
+
+    def _learn_due(self, now: dt.datetime, pids: set[int]) -> None:
+        """Read when the review next selects each of ``pids`` (none of them, for those it never will)."""
+        if not pids:
+            return
+        with Session(self.engine) as s:
+            each = next_due_each(s, self.lifecycle, now, pids)
+        for pid in pids:
+            at = each.get(pid)
+            if at is None:
+                self.due.pop(pid, None)
+            elif self.due.get(pid) != at:
+                self.due[pid] = at
+                heapq.heappush(self.due_heap, (at, pid))
+
+    def _due_by(self, now: dt.datetime) -> bool:
+        """Is a proposal due at ``now`` or before, by what is known (entries no longer current are dropped)?"""
+        heap = self.due_heap
+        while heap and self.due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return bool(heap) and heap[0][0] <= now
+
+    def _dispatch(self, dispatcher: Dispatcher, now: dt.datetime) -> int:
+        """Plan (and send) after the hour ending at ``now``; returns the deliveries still to retry."""
+        done = dispatcher(now)
+        self.result.planned += done.planned
+        self.result.sent += done.sent
+        self.result.timings.planning += done.planning
+        self.result.timings.sending += done.sending
+        return done.retrying
+
+
+def _grid(start: dt.datetime, t: dt.datetime) -> dt.datetime:
+    """The first whole simulated hour at or after ``t`` (hours counted from ``start``)."""
+    hours = -(-(t - start) // HOUR)
+    return start + max(hours, 0) * HOUR
 
 
 # ---------------------------------------------------------------------- invariants
@@ -347,8 +466,7 @@ class Checker:
 
     def grid(self, t: dt.datetime) -> dt.datetime:
         """The first sweep at or after ``t`` (sweeps run every hour from the start)."""
-        hours = -(-(t - self.start) // HOUR)
-        return self.start + max(hours, 0) * HOUR
+        return _grid(self.start, t)
 
     def _active_at_sweep(self, entry: _Entry, t: dt.datetime) -> bool:
         """Was the proposal still in this stay when the sweep for instant ``t`` ran (inside the simulated span)?"""
@@ -567,6 +685,24 @@ def check_mail(engine: Engine, maildir: Path | None) -> Check:
     return check
 
 
+def check_planning(engine: Engine, config: SimulationConfig) -> Check:
+    """Every event was planned (outbox) by the dispatch right after its simulated hour, no earlier and no later."""
+    from models.outbox import PlannedEvent
+
+    check = Check("every event planned by the dispatch that followed its hour")
+    start = config.start
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(Event.id, Event.at, PlannedEvent.planned_at)
+            .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
+            .order_by(col(Event.id))
+        ).all()
+    for event_id, at, planned_at in rows:
+        expected = _grid(start, at)
+        check.expect(planned_at == expected, f"event {event_id} at {at.isoformat()}: planned at {planned_at}, not {expected}")
+    return check
+
+
 def _message_ids(maildir: Path) -> Counter[str]:
     """Message-IDs of every message in the Maildir (headers only)."""
     parser = email.parser.BytesHeaderParser()
@@ -587,12 +723,21 @@ def summary_rows(result: SimulationResult) -> Iterable[tuple[str, str]]:
     r = result.review
     yield "simulated", f"{result.config.proposals} proposals, {result.config.days} days from {result.config.start:%Y-%m-%d}"
     yield "wall time", f"{result.seconds:.1f} s"
+    yield "time spent", timing_text(result)
     yield "actions taken", str(result.actions)
-    yield "review sweeps", f"{result.sweeps} (hourly)"
+    yield "review sweeps", (f"{result.sweeps} hours reviewed, a sweep run in {result.sweeps_run} "
+                            "(the others had nothing due)")
     yield "review events", (f"{r.reminders} reminders, {r.escalations} escalations, {r.closed} rounds closed by silence, "
                             f"{r.handovers} hand-overs, {r.progress_due} progress requests ({r.skipped} steps skipped)")
     yield "mail", f"{result.planned} deliveries planned, {result.sent} sent"
     yield "final states", ", ".join(f"{k} {v}" for k, v in sorted(result.states.items()))
+
+
+def timing_text(result: SimulationResult) -> str:
+    """Where the wall time went: seconds and share of each part (sending only when mail was sent)."""
+    t, total = result.timings, result.seconds or 1.0
+    parts = [p for p in t.PARTS if p != "sending" or t.sending]
+    return ", ".join(f"{p} {getattr(t, p):.1f} s ({getattr(t, p) / total:.0%})" for p in parts)
 
 
 def result_json(result: SimulationResult) -> dict[str, Any]:
@@ -601,9 +746,11 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
         "config": {"proposals": result.config.proposals, "days": result.config.days, "seed": result.config.seed,
                    "start": result.config.start.isoformat()},
         "seconds": round(result.seconds, 2),
+        "timings": result.timings.as_dict(),
         "actions": result.actions,
         "refused": result.refused[:20],
         "sweeps": result.sweeps,
+        "sweeps_run": result.sweeps_run,
         "review": result.review.as_dict(),
         "planned": result.planned,
         "sent": result.sent,
@@ -618,7 +765,8 @@ def run_simulation(
 ) -> tuple[SimulationResult, Path]:
     """Simulate in a fresh SQLite database under ``<data dir>/simulation``; check; return the folder.
 
-    Dispatch runs after every simulated hour: deliveries are planned (the outbox, which is checked) and, with
+    Dispatch runs after every simulated hour in which something was written: deliveries are planned (the
+    outbox, which is checked; only events after those already planned are looked at) and, with
     ``mail``, sent into a local SMTP sink writing ``<folder>/maildir``, which is checked too (rendering every
     mail of a forum year costs minutes).
     """
@@ -627,8 +775,10 @@ def run_simulation(
     import notifications
     from models.db import create_schema, make_engine
     from models.sync import sync_definition
+    from notifications.planning import plan_events
     from notifications.sink import MailSink
 
+    began = time.perf_counter()
     folder = (settings.data_dir / "simulation").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -646,23 +796,32 @@ def run_simulation(
                     "smtp_password": None}
         ) if sink is not None else settings
 
-        def dispatcher(now: dt.datetime) -> tuple[int, int, int]:
+        planned_up_to = 0  # every event up to this id is planned (the simulation is its database's only writer)
+
+        def dispatcher(now: dt.datetime) -> DispatchRound:
             """Plan deliveries for the new events (the outbox); with the sink, send what is due into it."""
+            nonlocal planned_up_to
+            t0 = time.perf_counter()
             with session_scope(engine) as s:
-                planned = notifications.plan_deliveries(s, lifecycle, now=now)
+                planned = plan_events(s, lifecycle, now=now, after_id=planned_up_to)
+            planned_up_to = planned.last_event_id
+            t1 = time.perf_counter()
             if sink is None:
-                return planned, 0, 0
+                return DispatchRound(planned.deliveries, planning=t1 - t0)
             report = notifications.send_pending(engine, mail_settings, lifecycle, now=now)
-            return planned, report.sent, report.retrying
+            return DispatchRound(planned.deliveries, report.sent, report.retrying, t1 - t0, time.perf_counter() - t1)
 
         result = Simulator(engine, lifecycle, config, dispatcher=dispatcher).run()
-        began = time.perf_counter()
+        t0 = time.perf_counter()
         result.checks = Checker(engine, lifecycle, config).run()
         result.checks.append(check_mail(engine, folder / "maildir" if sink is not None else None))
-        log.info("invariants checked in %.1f s", time.perf_counter() - began)
-        result.seconds += time.perf_counter() - began
+        result.checks.append(check_planning(engine, config))
+        result.timings.checks = time.perf_counter() - t0
+        log.info("invariants checked in %.1f s", result.timings.checks)
     finally:
         if sink is not None:
             sink.stop()
         engine.dispose()
+    result.seconds = time.perf_counter() - began
+    result.timings.settle(result.seconds)
     return result, folder

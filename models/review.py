@@ -7,7 +7,9 @@ Each step of a proposal's review is identified by its anchor (the instant the pr
 or its last progress report), a kind and a step number (reminder offset or escalation level). A step taken
 is recorded in ``review_mark`` under a unique key, in the same transaction as its event: re-runs and
 concurrent sweeps cannot issue it twice. ``review_cursor`` keeps, per proposal, the anchor and the instant
-of its next step, so a sweep reads only rows that are due, with indexed range queries.
+of its next step, so a sweep reads only rows that are due, with indexed range queries. ``next_due_each``
+tells from the same rows when a sweep will next select a proposal, so a caller that is the only writer
+(``forumflow simulate``) can leave out the sweeps that would find nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Date, Index, String, UniqueConstraint, and_, bindparam, insert, or_, union
+from sqlalchemy import CompoundSelect, Date, Index, Select, String, UniqueConstraint, and_, bindparam, func, insert, or_, union
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import defer
@@ -30,7 +33,8 @@ from models.clock import check_run_time
 from models.db import UTCDateTime, session_scope, utc_field
 from models.errors import ConflictError
 from models.lifecycle import Lifecycle, Notice, Roster, utc
-from models.tables import PresidingTerm, Proposal
+from models.roster import people, token_column
+from models.tables import Event, PresidingTerm, Proposal
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +211,115 @@ def _due_params(wf: Workflow, now: dt.datetime) -> dict[str, Any]:
 _DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, CompoundSelect[Any]] = weakref.WeakKeyDictionary()
 
 
+@dataclass(frozen=True)
+class _Timing:
+    """How ``_due_statement`` selects a proposal in one state: by which instant, and how far ahead of it."""
+
+    instant: str  # the column compared with the horizon (deadline, last progress report)
+    anchor: str  # the column a current cursor's anchor equals
+    lead: dt.timedelta  # the proposal is selected once now + lead reaches the instant
+
+
+def _timings(wf: Workflow) -> dict[str, _Timing]:
+    """Per state the review selects proposals in by time, what ``_due_params`` puts in its horizon."""
+    out = {s.name: _Timing("deadline", "state_entered_at", dt.timedelta(days=max(s.reminders, default=0)))
+           for s in _deadline_states(wf)}
+    out[wf.progress.state] = _Timing(
+        "last_progress_at", "last_progress_at", -dt.timedelta(days=wf.progress.cadence_days - wf.progress.reminder_days)
+    )
+    return out
+
+
+def _next_due_rows(lifecycle: Lifecycle, some: bool) -> Select[Any]:
+    """Every proposal a sweep may select some day (``:ids`` only, when ``some``), with its cursor's anchor and next step."""
+    built = _NEXT_DUE_STATEMENTS.setdefault(lifecycle, {})
+    if some in built:
+        return built[some]
+    p, c = Proposal.__table__, ReviewCursor.__table__  # type: ignore[attr-defined]
+    states = sorted(set(_timings(lifecycle.workflow)) | lifecycle.approval_states)
+    statement = (
+        sa_select(p.c.id, p.c.state, p.c.deadline, p.c.state_entered_at, p.c.last_progress_at, p.c.presiding_region,
+                  c.c.proposal_id.label("cursor"), c.c.anchor, c.c.next_at)
+        .select_from(p.outerjoin(c, c.c.proposal_id == p.c.id))
+        .where(p.c.state.in_(states), *([p.c.id.in_(bindparam("ids", expanding=True))] if some else []))
+    )
+    built[some] = statement
+    return statement
+
+
+_NEXT_DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, dict[bool, Select[Any]]] = weakref.WeakKeyDictionary()
+
+
+def next_due_each(
+    session: Session, lifecycle: Lifecycle, now: dt.datetime, ids: Collection[int] | None = None,
+) -> dict[int, dt.datetime]:
+    """Per proposal, the first instant from ``now`` on at which a sweep selects it (``due_ids``); ``now`` when it
+    would already. Proposals never selected (no review steps left, or in a state without any) are left out.
+
+    Exact as long as only the review writes from ``now`` on: an action on a proposal, or a new presiding term,
+    calls for a new answer for the proposals it touched. ``ids``: only these proposals (else every one).
+    The conditions are those of ``_due_statement``, per row: a proposal without a cursor for its current
+    anchor is selected once ``now`` reaches its instant (deadline, last progress report) less the state's
+    lead; one with a current cursor also needs its next step's instant; one awaiting approval is selected
+    on any day whose presiding term is not its presiding region's.
+    """
+    now = utc(now)
+    if ids is not None and not ids:
+        return {}
+    connection = session.connection()
+    rows = connection.execute(_next_due_rows(lifecycle, ids is not None), {"ids": sorted(ids)} if ids is not None else {})
+    timings, approval = _timings(lifecycle.workflow), lifecycle.approval_states
+    terms: list[tuple[dt.date, dt.date, str]] | None = None
+    out: dict[int, dt.datetime] = {}
+    for r in rows:
+        candidates: list[dt.datetime] = []
+        timing = timings.get(r.state)
+        instant = getattr(r, timing.instant) if timing is not None else None
+        if timing is not None and instant is not None:
+            first = instant - timing.lead
+            if r.cursor is None or r.anchor != getattr(r, timing.anchor):
+                candidates.append(first)
+            elif r.next_at is not None:
+                candidates.append(max(first, r.next_at))
+        if r.state in approval:
+            if terms is None:
+                t = PresidingTerm.__table__  # type: ignore[attr-defined]
+                terms = [(x.start, x.end, x.region) for x in connection.execute(sa_select(t.c.start, t.c.end, t.c.region))]
+            handover = _handover_from(terms, r.presiding_region, now)
+            candidates += [handover] if handover is not None else []
+        if candidates:
+            out[r.id] = max(now, min(candidates))
+    return out
+
+
+def _handover_from(terms: list[tuple[dt.date, dt.date, str]], region: str | None, now: dt.datetime) -> dt.datetime | None:
+    """The first instant from ``now`` on at which a term in force is not ``region``'s; None: never."""
+    day = now.date()
+    while True:
+        if any(r != region for start, end, r in terms if start <= day <= end):
+            return max(now, dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC))
+        # The terms in force change only on a term's first day or on the day after its last.
+        later = [start for start, _, _ in terms if start > day] + [end + _DAY for _, end, _ in terms if end >= day]
+        if not later:
+            return None
+        day = min(later)
+
+
+_DAY = dt.timedelta(days=1)
+
+
+def next_due(
+    session: Session, lifecycle: Lifecycle, now: dt.datetime, ids: Collection[int] | None = None,
+) -> dt.datetime | None:
+    """The first instant from ``now`` on at which a sweep finds something due (``now``: already); None: never.
+
+    The earliest of ``next_due_each``: a sweep at any instant before it selects nothing and does nothing at
+    all, as long as only the review writes meanwhile. ``ids``: only for these proposals.
+    """
+    each = next_due_each(session, lifecycle, now, ids)
+    return min(each.values()) if each else None
+
+
 def due_ids(session: Session, lifecycle: Lifecycle, now: dt.datetime) -> list[int]:
     """Ids of the proposals that have a review step due at ``now`` or await a hand-over, ascending."""
     now = utc(now)
@@ -234,6 +347,22 @@ def _escalation_targets(roster: Roster, target: str, proposal: Proposal) -> list
     return sorted(roster.secretariat)
 
 
+# What a batch reads, for the proposals :ids. The texts of the proposals are not needed: not loading them
+# keeps big batches light.
+_BATCH_PROPOSALS = (
+    sa_select(Proposal, token_column())  # and the definition generation's token, for the roster
+    .options(*(defer(getattr(Proposal, name)) for name in ("title", "summary", "body")))
+    .where(col(Proposal.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(Proposal.id))
+)
+_BATCH_MARKS = sa_select(_MARKS.c.proposal_id, _MARKS.c.anchor, _MARKS.c.kind, _MARKS.c.step).where(
+    _MARKS.c.proposal_id.in_(bindparam("ids", expanding=True))
+)
+_BATCH_CURSORS = sa_select(_CURSORS.c.proposal_id, _CURSORS.c.anchor, _CURSORS.c.next_at).where(
+    _CURSORS.c.proposal_id.in_(bindparam("ids", expanding=True))
+)
+
+
 class _Batch:
     """The review of one batch of proposals inside one transaction."""
 
@@ -241,30 +370,21 @@ class _Batch:
         self.session, self.lifecycle, self.now = session, lifecycle, now
         self.wf = lifecycle.workflow
         self.report = ReviewReport()
-        # The texts of the proposals are not needed here: not loading them keeps big batches light.
-        texts = [defer(getattr(Proposal, name)) for name in ("title", "summary", "body")]
-        self.proposals = list(
-            session.exec(select(Proposal).options(*texts).where(col(Proposal.id).in_(list(ids))).order_by(col(Proposal.id)))
-        )
+        chosen = {"ids": list(ids)}
+        found = session.execute(_BATCH_PROPOSALS, chosen).all()
+        self.proposals: list[Proposal] = [row[0] for row in found]
         # Marks and cursors are read and written as plain rows (Core): thousands per batch, no ORM objects needed.
         connection = session.connection()
-        marks, cursors = _MARKS.c, _CURSORS.c
         self.marks: set[tuple[int, dt.datetime, str, int]] = {
-            (r.proposal_id, r.anchor, r.kind, r.step)
-            for r in connection.execute(
-                select(marks.proposal_id, marks.anchor, marks.kind, marks.step).where(marks.proposal_id.in_(list(ids)))
-            )
+            (r.proposal_id, r.anchor, r.kind, r.step) for r in connection.execute(_BATCH_MARKS, chosen)
         }
         self.cursors: dict[int, tuple[dt.datetime, dt.datetime | None]] = {
-            r.proposal_id: (r.anchor, r.next_at)
-            for r in connection.execute(
-                select(cursors.proposal_id, cursors.anchor, cursors.next_at).where(cursors.proposal_id.in_(list(ids)))
-            )
+            r.proposal_id: (r.anchor, r.next_at) for r in connection.execute(_BATCH_CURSORS, chosen)
         }
         self.cursor_inserts: list[dict[str, Any]] = []
         self.cursor_updates: list[dict[str, Any]] = []
         # Who is who is read only when a step needs it: most batches need one or two parts of it.
-        self.roster = Roster(session, now)
+        self.roster = Roster(session, now, people(session, found[0][1], known=True) if found else None)
         self._must_act: dict[int, list[str]] = {}
         self.new_marks: list[dict[str, Any]] = []
         # Notices are written together at the end (one UPDATE per proposal, one INSERT for all events);
@@ -436,10 +556,16 @@ def check_review_time(engine: Engine, now: dt.datetime) -> dt.datetime:
     return check_run_time(engine, now, run="review")
 
 
+_NEWEST_EVENT = sa_select(func.max(Event.__table__.c.at))  # type: ignore[attr-defined]
+
+
 def select_due(engine: Engine, lifecycle: Lifecycle, now: dt.datetime, batch_size: int = DEFAULT_BATCH) -> list[list[int]]:
     """The due proposal ids at ``now``, in batches (a read-only transaction); refuses a ``now`` before the newest event."""
-    now = check_review_time(engine, now)
+    now = utc(now)
     with Session(engine) as session:
+        newest = session.connection().execute(_NEWEST_EVENT).scalar()  # as newest_event_at, in the selection's transaction
+        if newest is not None and now < newest:
+            check_review_time(engine, now)  # refuses, with its message
         return batches(due_ids(session, lifecycle, now), batch_size)
 
 

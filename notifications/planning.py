@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Select, bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import defer
 from sqlalchemy.sql.dml import Insert
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, col
 
-from models.lifecycle import Lifecycle, utc
+from models.lifecycle import Lifecycle, Roster, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
-from models.roster import people
+from models.roster import People, people, token_column
 from models.tables import Event, Member, PresidingTerm, Proposal
 from notifications.recipients import Audience, RecipientRules, is_critical
 from notifications.render import member_zone
@@ -44,11 +48,30 @@ class Directory:
     heads: dict[str, str]  # handle -> region
     secretariat: list[str]
     terms: list[PresidingTerm]
+    forum: People | None = field(default=None, repr=False, compare=False)  # the roster it was built from
 
     @classmethod
-    def load(cls, session: Session) -> Directory:
-        """The forum's people from the process's roster (``models.roster``, read again when the definition changes)."""
-        forum = people(session)
+    def load(cls, session: Session, token: str | None = None, *, known: bool = False) -> Directory:
+        """The forum's people from the process's roster (``models.roster``, read again when the definition changes).
+
+        Built once per roster (shared, never changed): a directory is only read. ``token``, ``known``: the
+        definition generation's token when the caller read it already (``models.roster.people``).
+        """
+        forum = people(session, token, known=known)
+        with _directories_lock:
+            cached = _directories.get(id(forum))
+            if cached is not None and cached[0] is forum:
+                return cached[1]
+        built = cls.of(forum)
+        with _directories_lock:
+            _directories[id(forum)] = (forum, built)
+            while len(_directories) > _KEEP_DIRECTORIES:
+                _directories.pop(next(iter(_directories)))
+        return built
+
+    @classmethod
+    def of(cls, forum: People) -> Directory:
+        """The directory of one roster."""
         members = dict(forum.members)
         groups = forum.groups.values()
         return cls(
@@ -60,6 +83,7 @@ class Directory:
             heads={h: m.region for h, m in forum.heads.items() if m.region},
             secretariat=sorted(forum.secretariat),
             terms=list(forum.terms),
+            forum=forum,
         )
 
     def presiding_region(self, at: dt.datetime) -> str | None:
@@ -97,6 +121,12 @@ class Directory:
         )
 
 
+# Directories built per roster (``People`` is immutable), keyed by its id and holding it so the id stays its own.
+_KEEP_DIRECTORIES = 16
+_directories: dict[int, tuple[People, Directory]] = {}
+_directories_lock = threading.Lock()
+
+
 def digest_due(at: dt.datetime, tz: dt.tzinfo, hour: int = DIGEST_HOUR) -> dt.datetime:
     """When the digest item of an event at ``at`` is due: the next ``hour`` o'clock in ``tz``, in UTC."""
     local = at.astimezone(tz)
@@ -104,32 +134,46 @@ def digest_due(at: dt.datetime, tz: dt.tzinfo, hour: int = DIGEST_HOUR) -> dt.da
     return dt.datetime.combine(day, dt.time(hour), tzinfo=tz).astimezone(dt.UTC)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """What one planning run did: deliveries created, events examined, the greatest id looked at (else ``after_id``)."""
+
+    deliveries: int = 0
+    events: int = 0
+    last_event_id: int = 0
+
+
 def plan_deliveries(session: Session, lifecycle: Lifecycle, *, now: dt.datetime) -> int:
     """Create the deliveries of every event not planned yet; returns the number of new rows (0 on a re-run)."""
+    return plan_events(session, lifecycle, now=now).deliveries
+
+
+def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, after_id: int = 0) -> Planned:
+    """Create the deliveries of every event not planned yet; what was done.
+
+    ``after_id``: look only at events with a greater id. For a caller that knows every earlier event was
+    planned (the only writer of its database, which planned up to there: ``last_event_id``); finding the
+    unplanned events among all of them means looking at every event.
+    """
     now = utc(now)
     # Loaded on the first unplanned event only: most scheduled runs find nothing to plan.
     rules: RecipientRules | None = None
     people: Directory | None = None
-    created = 0
+    roster: Roster | None = None
+    statements = _statements(session)
+    created = examined = 0
     while True:
-        events = list(
-            session.exec(
-                select(Event)
-                .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
-                .where(col(PlannedEvent.event_id).is_(None))
-                .order_by(col(Event.id))
-                .limit(PLAN_CHUNK)
-            )
-        )
-        if not events:
+        found = session.execute(statements.unplanned, {"after_id": after_id}).all()
+        if not found:
             break
-        if rules is None or people is None:
-            rules, people = RecipientRules(lifecycle.definition), Directory.load(session)
-        ids = {e.proposal_id for e in events}
-        proposals = {p.id: p for p in session.exec(select(Proposal).where(col(Proposal.id).in_(ids)))}
+        events: list[Event] = [row[0] for row in found]
+        proposals: dict[int | None, Proposal] = {row[1].id: row[1] for row in found}
+        if rules is None or people is None or roster is None:
+            rules, people = RecipientRules(lifecycle.definition), Directory.load(session, found[0][2], known=True)
+            roster = Roster(session, now, people.forum)
         # Who must still act, as of now, for the proposals that got reminders: someone may have acted since.
         reminded = {e.proposal_id: proposals[e.proposal_id] for e in events if e.action in _TO_ACTORS}
-        still = lifecycle.must_act_many(session, list(reminded.values()), now) if reminded else {}
+        still = lifecycle.must_act_many(session, list(reminded.values()), now, roster=roster) if reminded else {}
         rows: list[dict[str, Any]] = []
         marks: list[dict[str, Any]] = []
         for event in events:
@@ -138,18 +182,68 @@ def plan_deliveries(session: Session, lifecycle: Lifecycle, *, now: dt.datetime)
             new = [row for h in handles if (row := _row(event, people.members[h], now)) is not None]
             rows += new
             marks.append({"event_id": event.id, "planned_at": now, "deliveries": len(new)})
-        new_rows = len(session.execute(_insert_new(session, Delivery).returning(col(Delivery.id)), rows).all()) if rows else 0
-        marked = len(session.execute(_insert_new(session, PlannedEvent).returning(col(PlannedEvent.event_id)), marks).all())
+        new_rows = statements.insert(session, statements.deliveries, rows) if rows else 0
+        marked = statements.insert(session, statements.marks, marks)
         if marked < len(marks) or new_rows < len(rows):
             log.info(
                 "another run planned %d of these %d events at the same time; their deliveries are left as it made them",
                 len(marks) - marked, len(marks),
             )
         created += new_rows
+        examined += len(events)
+        after_id = max(after_id, events[-1].id or 0)
         log.debug("planned %d events, %d deliveries", marked, new_rows)
+        if len(events) < PLAN_CHUNK:
+            break  # that was the last of them: no need to ask again
     if created:
         log.info("planned %d deliveries", created)
-    return created
+    return Planned(created, examined, after_id)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of a planning run, built once per database backend."""
+
+    # The next chunk of unplanned events after :after_id, each with its proposal (without the texts), and the
+    # definition generation's token (for the roster).
+    unplanned: Select[tuple[Event, Proposal, str | None]]
+    deliveries: Insert  # INSERT ... ON CONFLICT DO NOTHING (counted by rowcount), or ... RETURNING the new ids
+    marks: Insert
+    counted: bool  # the driver counts the rows an executemany inserted (cheaper than RETURNING them)
+
+    def insert(self, session: Session, statement: Insert, rows: list[dict[str, Any]]) -> int:
+        """Insert ``rows`` that are not there yet; how many were."""
+        if self.counted:
+            return int(session.execute(statement, rows).rowcount)  # type: ignore[attr-defined]
+        return len(session.execute(statement, rows).all())
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    dialect = session.get_bind().dialect
+    known = _STATEMENTS.get(dialect.name)
+    if known is not None:
+        return known
+    texts = [defer(getattr(Proposal, name)) for name in ("title", "summary", "body")]
+    # sqlite3 sums the rows an executemany inserted; psycopg's pipelined executemany does not tell (-1).
+    counted = dialect.name == "sqlite"
+    deliveries, marks = _insert_new(session, Delivery), _insert_new(session, PlannedEvent)
+    built = _Statements(
+        unplanned=sa_select(Event, Proposal, token_column())
+        .join(Proposal, col(Proposal.id) == col(Event.proposal_id))
+        .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
+        .where(col(PlannedEvent.event_id).is_(None), col(Event.id) > bindparam("after_id"))
+        .order_by(col(Event.id))
+        .limit(PLAN_CHUNK)
+        .options(*texts),
+        deliveries=deliveries if counted else deliveries.returning(col(Delivery.id)),
+        marks=marks if counted else marks.returning(col(PlannedEvent.event_id)),
+        counted=counted,
+    )
+    _STATEMENTS[dialect.name] = built
+    return built
 
 
 def _insert_new(session: Session, model: type[SQLModel]) -> Insert:

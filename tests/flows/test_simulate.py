@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from cli.main import app
 from config import ForumDefinition, Settings
 from flows.simulate import Checker, SimulationConfig, run_simulation
 from models import Lifecycle, make_engine, session_scope
+from models.outbox import Delivery, PlannedEvent
+from models.review import ReviewMark
 from models.tables import Event, Proposal
 
 
@@ -26,8 +32,10 @@ def test_a_small_year_keeps_every_invariant(tmp_path: Path, definition: ForumDef
     assert all(c.checked > 0 for c in result.checks), [(c.name, c.checked) for c in result.checks]
     r = result.review
     assert min(r.reminders, r.escalations, r.closed, r.handovers, r.progress_due) > 0, r
-    assert result.sweeps == 200 * 24
+    assert result.sweeps == 200 * 24 and 0 < result.sweeps_run < result.sweeps
     assert result.sent == result.planned > 0
+    t = result.timings
+    assert min(t.actions, t.sweeps, t.planning, t.sending, t.checks) > 0, t
     assert (folder / "maildir").is_dir() and len(list((folder / "maildir" / "new").iterdir())) == result.sent
 
 
@@ -87,5 +95,85 @@ def test_simulate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is True and data["sweeps"] == 45 * 24
+    assert set(data["timings"]) == {"actions", "sweeps", "planning", "sending", "checks", "other"}
+    assert sum(data["timings"].values()) == pytest.approx(data["seconds"], abs=0.02)
+    assert data["timings"]["sending"] == 0  # no mail
     assert data["config"]["start"] == dt.datetime(2022, 12, 1, tzinfo=dt.UTC).isoformat()
     assert Path(data["folder"], "forumflow.db").is_file()
+
+    table = CliRunner().invoke(app, ["simulate", "--proposals", "3", "--days", "10", "--no-mail"])
+    assert table.exit_code == 0, table.output
+    assert "time spent" in table.output and "planning" in table.output and "sweeps" in table.output
+
+
+def _outcome(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything a simulation wrote that the review and planning decide: events, marks, deliveries."""
+    engine = make_engine(f"sqlite:///{folder / 'forumflow.db'}")
+    try:
+        with session_scope(engine) as s:
+            return {
+                "events": [(e.id, e.proposal_id, e.seq, e.action, e.from_state, e.to_state, e.actor, e.at, e.payload)
+                           for e in s.exec(select(Event).order_by(col(Event.id)))],
+                "proposals": [tuple(p.model_dump().values()) for p in s.exec(select(Proposal).order_by(col(Proposal.id)))],
+                "marks": [(m.proposal_id, m.anchor, m.kind, m.step, m.at, m.event_id)
+                          for m in s.exec(select(ReviewMark).order_by(col(ReviewMark.id)))],
+                "planned": [(p.event_id, p.planned_at, p.deliveries)
+                            for p in s.exec(select(PlannedEvent).order_by(col(PlannedEvent.event_id)))],
+                "deliveries": [(d.event_id, d.recipient, d.kind, d.next_attempt_at, d.created_at)
+                               for d in s.exec(select(Delivery).order_by(col(Delivery.id)))],
+            }
+    finally:
+        engine.dispose()
+
+
+def test_skipping_the_hours_before_anything_is_due_changes_nothing(tmp_path: Path, definition: ForumDefinition) -> None:
+    # Over the RU-CHE -> UZ-SA hand-over, long enough for progress reviews.
+    start = dt.datetime(2022, 9, 1, tzinfo=dt.UTC)
+    runs = {}
+    for every_hour in (True, False):
+        config = SimulationConfig(proposals=20, days=200, seed=3, start=start, every_hour=every_hour)
+        result, folder = run_simulation(Settings(data_dir=tmp_path / str(every_hour)), definition, config)
+        assert result.ok, [c.failures[:3] for c in result.checks if not c.ok] or result.refused[:3]
+        runs[every_hour] = (result, _outcome(folder))
+    (hourly, reference), (skipping, outcome) = runs[True], runs[False]
+    assert hourly.sweeps_run == hourly.sweeps == skipping.sweeps == 200 * 24
+    assert skipping.sweeps_run < hourly.sweeps_run / 3  # most hours had nothing due and were skipped
+    r = skipping.review
+    assert min(r.reminders, r.escalations, r.closed, r.handovers, r.progress_due) > 0, r
+    assert (skipping.review, skipping.actions, skipping.planned, skipping.states) == (
+        hourly.review, hourly.actions, hourly.planned, hourly.states)
+    for table, rows in reference.items():
+        assert outcome[table] == rows, table
+
+
+def test_the_time_is_told_by_part(tmp_path: Path, definition: ForumDefinition, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part's figure is the time spent in it: a clock that only the timed work moves gives exact figures."""
+    import notifications.planning
+    from flows import simulate
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(simulate, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    calls: Counter[str] = Counter()
+
+    def costs(name: str, seconds: float, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            clock.now += seconds
+            return fn(*args, **kwargs)
+        return timed
+
+    monkeypatch.setattr(Lifecycle, "apply", costs("apply", 1.0, Lifecycle.apply))
+    monkeypatch.setattr(Lifecycle, "create_proposal", costs("create", 1.0, Lifecycle.create_proposal))
+    monkeypatch.setattr(simulate, "sweep", costs("sweep", 100.0, simulate.sweep))
+    monkeypatch.setattr(notifications.planning, "plan_events", costs("plan", 10_000.0, notifications.planning.plan_events))
+    monkeypatch.setattr(simulate.Checker, "run", costs("check", 1_000_000.0, simulate.Checker.run))
+    config = SimulationConfig(proposals=8, days=60, seed=4)
+    result, _ = run_simulation(Settings(data_dir=tmp_path), definition, config)
+
+    t = result.timings
+    assert calls["apply"] > 0 and calls["sweep"] == result.sweeps_run > 0 and calls["plan"] > 0
+    assert t.actions == calls["apply"] + calls["create"]
+    assert t.sweeps == 100.0 * calls["sweep"]
+    assert t.planning == 10_000.0 * calls["plan"]
+    assert (t.checks, t.sending, t.other) == (1_000_000.0, 0.0, 0.0)
+    assert result.seconds == t.actions + t.sweeps + t.planning + t.checks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from sqlmodel import select
 
 from models import ConflictError, Lifecycle, session_scope
 from models.lifecycle import Notice
-from models.review import ReviewMark, ReviewReport, due_ids, review_batch, review_ids, sweep
+from models.review import ReviewMark, ReviewReport, due_ids, next_due, review_batch, review_ids, sweep
 from models.roster import bump
 from models.tables import EndorsementDecision, Event, PresidingTerm, Proposal
 from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
@@ -363,3 +364,57 @@ def test_two_sweeps_at_once_record_every_skipped_step_once(forum: Engine, lifecy
     keys = mark_keys(forum)
     assert len(keys) == len(set(keys)) == 6
     assert notices(forum) == []
+
+
+def first_due(engine: Engine, lc: Lifecycle, now: dt.datetime, ids: set[int] | None = None) -> dt.datetime | None:
+    with session_scope(engine) as s:
+        return next_due(s, lc, now, ids)
+
+
+def due_at(engine: Engine, lc: Lifecycle, now: dt.datetime) -> list[int]:
+    with session_scope(engine) as s:
+        return due_ids(s, lc, now)
+
+
+def test_next_due_is_the_first_instant_a_sweep_finds_work(forum: Engine, lifecycle: Lifecycle) -> None:
+    # Every kind of step: reminders and escalations, a round closing by silence, a term hand-over, progress reviews.
+    start = dt.datetime(2022, 12, 26, 10, 0, tzinfo=dt.UTC)
+    make_proposal(forum, lifecycle, state="in_review", now=dt.datetime(2022, 12, 1, tzinfo=dt.UTC))
+    make_proposal(forum, lifecycle, state="reviewed", now=dt.datetime(2022, 12, 10, 7, 30, tzinfo=dt.UTC))
+    make_proposal(forum, lifecycle, state="implementing", now=dt.datetime(2022, 11, 1, tzinfo=dt.UTC))
+    endorsed = make_proposal(forum, lifecycle, state="endorsed", now=start)
+    sweep(forum, lifecycle, start)
+    # The in_review proposal's reminder 2 days before its deadline (the one 7 days before came with the first sweep).
+    assert first_due(forum, lifecycle, start) == dt.datetime(2022, 12, 29, tzinfo=dt.UTC)
+    now, seen = start, Counter[str]()
+    while (nxt := first_due(forum, lifecycle, now)) is not None and nxt < start + 200 * DAY:
+        # Nothing is due before it (selection only grows with time until the day's presiding term changes) ...
+        assert nxt > now and due_at(forum, lifecycle, nxt - MINUTE) == [], (now, nxt)
+        # ... and at it something is: a sweep there does work.
+        assert due_at(forum, lifecycle, nxt) != []
+        report = sweep(forum, lifecycle, nxt)
+        assert report.events + report.skipped > 0, nxt
+        seen.update({k: v for k, v in report.as_dict().items() if v and k != "proposals"})
+        now = nxt
+    assert set(seen) == {"reminders", "escalations", "closed", "handovers", "progress_due"}
+    assert load(forum, endorsed).presiding_region == "UZ-SA"
+
+
+def test_next_due_of_some_proposals(forum: Engine, lifecycle: Lifecycle) -> None:
+    early = make_proposal(forum, lifecycle, state="in_review", now=T0)
+    late = make_proposal(forum, lifecycle, state="in_review", now=T0 + 10 * DAY)
+    drafted = make_proposal(forum, lifecycle, state="drafted", now=T0 + 10 * DAY)
+    now = T0 + 10 * DAY
+    assert first_due(forum, lifecycle, now) == T0 + 23 * DAY  # 7 days before early's deadline
+    assert first_due(forum, lifecycle, now, {late}) == T0 + 33 * DAY
+    assert first_due(forum, lifecycle, now, {late, drafted}) == T0 + 33 * DAY
+    assert first_due(forum, lifecycle, now, {drafted}) is None
+    assert first_due(forum, lifecycle, now, set()) is None
+    # Once early's first reminder is issued, its next step is the second reminder.
+    sweep(forum, lifecycle, T0 + 23 * DAY)
+    assert first_due(forum, lifecycle, T0 + 23 * DAY, {early}) == T0 + 28 * DAY
+    # An action moves the proposal on: its steps are those of the new state.
+    act(forum, lifecycle, early, "recommend", CHAIR, T0 + 24 * DAY)
+    assert first_due(forum, lifecycle, T0 + 24 * DAY, {early}) == T0 + 24 * DAY + 14 * DAY  # round: 21 days, reminder 7
+    # Something already due (a sweep that has not run yet) is due now.
+    assert first_due(forum, lifecycle, T0 + 40 * DAY) == T0 + 40 * DAY

@@ -70,9 +70,9 @@ def test_two_runs_planning_the_same_events_at_once_make_each_delivery_once(
     both_read = threading.Barrier(2, timeout=30)
     load = Directory.load.__func__  # type: ignore[attr-defined]
 
-    def load_after_both_read(cls: type[Directory], session: Any) -> Directory:
+    def load_after_both_read(cls: type[Directory], session: Any, *args: Any, **kwargs: Any) -> Directory:
         both_read.wait()
-        return load(cls, session)  # type: ignore[no-any-return]
+        return load(cls, session, *args, **kwargs)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(Directory, "load", classmethod(load_after_both_read))
     created: list[int] = []
