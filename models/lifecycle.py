@@ -611,14 +611,18 @@ class Lifecycle:
         percent: int | None = None,
         now: dt.datetime,
         expected_version: int | None = None,
+        changed: list[Proposal] | None = None,
     ) -> list[Event]:
         """Take ``action`` on a proposal as ``actor`` at ``now``; returns the events written (flushed, not committed).
 
         Checks role and scope, runs the machine, sets state and deadline, writes the event; an endorsement
         that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
-        when the action is unknown, impossible, forbidden or stale.
+        when the action is unknown, impossible, forbidden or stale. With ``changed``, the proposal's row as the
+        action left it is appended to it (the row is read with a Core statement and not kept in the session).
         """
         proposal, spec, ctx, now = self._checked(session, proposal_id, action, actor, now, expected_version)
+        if changed is not None:
+            changed.append(proposal)
         comment = comment.strip()
         if NUL in comment:
             raise InvalidInputError("comment must not contain a NUL character")

@@ -14,7 +14,6 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from sqlalchemy import event
 from sqlmodel import Session
 
 from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError
@@ -97,19 +96,6 @@ def _matching(db: Session, proposal_id: int, if_match: str | None) -> Proposal:
             412, f"proposal {proposal_id} is at version {p.version}, If-Match names {read}: reload it and try again",
         )
     return p
-
-
-def _keep_loaded(db: Session, proposal_id: int) -> list[Proposal]:
-    """The proposal rows ``db`` loads from now on, kept: the session holds its rows weakly, and the answer after an
-    action needs the row the lifecycle read and changed (else it would be read again)."""
-    kept: list[Proposal] = []
-
-    def keep(session: Session, instance: object) -> None:
-        if isinstance(instance, Proposal) and instance.id == proposal_id:
-            kept.append(instance)
-
-    event.listen(db, "loaded_as_persistent", keep)
-    return kept
 
 
 def _named_version(proposal_id: int, if_match: str | None) -> int | None:
@@ -294,13 +280,13 @@ def take_action(
         raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(lifecycle.actions)}")
     given = body or ActionIn()
     expected = _named_version(proposal_id, if_match)
-    kept = _keep_loaded(db, proposal_id)
+    kept: list[Proposal] = []
     try:
         if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
             expected = _matching(db, proposal_id, if_match).version
         events = lifecycle.apply(
             db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
-            expected_version=expected,
+            expected_version=expected, changed=kept,
         )
     except ForumflowError as exc:
         # If-Match named one version and the lifecycle refused: answer as if the version had been checked first
