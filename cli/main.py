@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 from typer.core import TyperGroup
 
-from cli.console import make_console, plain
+from cli.console import LazyConsole, plain
 from cli.events import event_note
 from config.definition import ForumDefinition, ForumDefinitionError, load_definition
 from config.settings import Settings
@@ -59,16 +58,22 @@ def _database_of(ctx: typer.Context) -> str:
         return "(unknown)"
 
 
-app = typer.Typer(
-    cls=_Commands,
-    name="forumflow",
-    help="Proposal lifecycle of a multi-party forum's working groups.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = make_console()
-err = make_console(stderr=True)
+def _new_app() -> typer.Typer:
+    """The ``forumflow`` command group, empty."""
+    return typer.Typer(
+        cls=_Commands,
+        name="forumflow",
+        help="Proposal lifecycle of a multi-party forum's working groups.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+
+app = _new_app()
+# rich is imported when a console first prints through it: plain lines (``act``, errors) go without it.
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 
 @dataclass
@@ -81,7 +86,7 @@ class _Options:
 
 def fail(message: str, code: int) -> NoReturn:
     """Print one line to stderr and exit with ``code``."""
-    err.print(f"error: {message}", markup=False, highlight=False)
+    err.line(f"error: {message}")
     raise typer.Exit(code=code)
 
 
@@ -238,6 +243,8 @@ def init(ctx: typer.Context) -> None:
 @guarded
 def forum(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Summary of the forum: member states, regions, presiding terms, working groups, proposals."""
+    from rich.table import Table
+
     from models import session_scope
     from models.queries import forum_summary
 
@@ -343,7 +350,7 @@ def act(
         )
     moment = f" at {when:%Y-%m-%d %H:%M} UTC" if at is not None else ""
     for ev in events:
-        out.print(f"proposal {proposal_id}: {ev.action} by {ev.actor}: {ev.from_state} → {ev.to_state}{moment}", markup=False)
+        out.line(f"proposal {proposal_id}: {ev.action} by {ev.actor}: {ev.from_state} → {ev.to_state}{moment}")
 
 
 @app.command()
@@ -374,6 +381,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A proposal: its current text in full, state, deadline, what may happen next and who may do it, and its history."""
+    from rich.table import Table
+
     from models import session_scope
     from models.queries import proposal_view
 
@@ -403,6 +412,8 @@ def show(
 
 
 def _print_history(history: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table("#", "at (UTC)", "action", "from → to", "actor", "note", title="History")
     for e in history:
         table.add_row(*map(plain, (
@@ -446,6 +457,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Proposals, filtered."""
+    from rich.table import Table
+
     from models import session_scope
     from models.queries import list_proposals
 
@@ -566,7 +579,7 @@ def demo(
     from cli.demo import run_demo
 
     settings = settings_of(ctx)
-    run_demo(settings, definition_of(settings), out, fresh=not keep, prefect=prefect)
+    run_demo(settings, definition_of(settings), out.console(), fresh=not keep, prefect=prefect)
 
 
 def _register_extensions() -> None:
@@ -583,6 +596,55 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
+# The global options that take a value (see _root): what follows them is not the command's name.
+_ROOT_VALUE_OPTIONS = ("--db", "--forum", "--data-dir")
+
+
+def command_named(args: list[str]) -> str | None:
+    """The command (or command group) that ``args`` invoke, or None when they name none (help, no arguments)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args[i + 1] if i + 1 < len(args) else None
+        if arg in _ROOT_VALUE_OPTIONS:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return arg
+    return None
+
+
+def _name_of(command: Any) -> str | None:
+    """The name a registered command is invoked by (typer's rule: the function's, lower case, - for _)."""
+    if command.name:
+        return str(command.name)
+    return typer.main.get_command_name(command.callback.__name__) if command.callback is not None else None
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app that runs ``args``: the global options and the one command they name, or every command.
+
+    Typer builds a click command for every registered command before it runs one; building the one named
+    spares a short command (``act``) that work. Help, no command or an unknown name get the whole app,
+    so listings and "No such command" suggestions are unchanged.
+    """
+    name = command_named(args)
+    if name is None:
+        return app
+    commands = [c for c in app.registered_commands if _name_of(c) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    one = _new_app()
+    one.registered_callback = app.registered_callback
+    one.registered_commands = commands
+    one.registered_groups = groups
+    return one
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app_for(sys.argv[1:])()

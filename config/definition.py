@@ -12,13 +12,15 @@ import re
 import reprlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.iso import is_country, subdivision_name
+
+if TYPE_CHECKING:  # PyYAML is imported when a file is parsed, not when a cached definition is used
+    import yaml
 
 Language = Literal["en", "ru", "zh"]
 MemberRole = Literal["head_of_region", "secretariat", "member"]
@@ -86,7 +88,7 @@ def short(value: Any) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ForumInfo(_Strict):
@@ -557,18 +559,29 @@ def parse_definition(data: Any, source: Path | str = "<definition>") -> ForumDef
     return defn
 
 
-def load_definition(path: Path | str) -> ForumDefinition:
-    """Read and validate a forum definition file (YAML)."""
+def load_definition(path: Path | str, *, cache_dir: Path | None = None) -> ForumDefinition:
+    """Read and validate a forum definition file (YAML).
+
+    With ``cache_dir`` (an existing folder: the data dir), the validated definition is kept there
+    (``DEFINITION_CACHE``) under a key made of the file's bytes and this loader's code, and taken from there
+    while both are unchanged: a command then skips parsing the YAML, validating and the cross-reference checks.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ForumDefinitionError(path, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ForumDefinitionError(path, "", f"cannot read file: {exc}") from None
+    key = _cache_key(raw) if cache_dir is not None else b""
+    if cache_dir is not None and (cached := _cached(cache_dir, key)) is not None:
+        return cached
+    import yaml
+
     try:
         try:
-            data = _load_yaml(text, path, _FAST_LOADER)
+            data = _load_yaml(text, path, getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml's is 10x faster
         except yaml.YAMLError:
             data = _load_yaml(text, path, yaml.SafeLoader)  # the pure-Python parser's words and line for the error
     except yaml.YAMLError as exc:
@@ -578,11 +591,78 @@ def load_definition(path: Path | str) -> ForumDefinition:
         raise ForumDefinitionError(path, where, f"invalid YAML: {problem}") from None
     except RecursionError:
         raise ForumDefinitionError(path, "", "invalid YAML: nested too deeply") from None
-    return parse_definition(data, path)
+    definition = parse_definition(data, path)
+    if cache_dir is not None:
+        _keep(cache_dir, key, definition)
+    return definition
 
 
-# libyaml's safe loader when PyYAML was built with it (ten times faster on the definition), else the pure one.
-_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# The file in the data dir that keeps the last validated definition (see load_definition).
+DEFINITION_CACHE = "definition-cache.pickle"
+
+
+def _cache_key(raw: bytes) -> bytes:
+    """A digest of the definition's bytes and of what judged them: this module, the ISO codes, pydantic, Python."""
+    import hashlib
+    import sys
+
+    import pydantic
+
+    from config import iso
+
+    digest = hashlib.sha256(raw)
+    for source in (__file__, iso.__file__, iso.database_path("3166-1"), iso.database_path("3166-2")):
+        try:
+            st = Path(source).stat()
+        except (OSError, ModuleNotFoundError):
+            digest.update(b"missing")
+            continue
+        digest.update(f"{source}:{st.st_size}:{st.st_mtime_ns}".encode())
+    digest.update(f"{pydantic.VERSION} {sys.version}".encode())
+    return digest.digest()
+
+
+def _cached(cache_dir: Path, key: bytes) -> ForumDefinition | None:
+    """The definition kept under ``key`` in ``cache_dir``, or None (none kept, another key, or unreadable).
+
+    Kept as a pickle, which restores the models without validating them again (and so without building
+    their validators: ``defer_build``); the unpickler lets it name nothing but this module's models and
+    ``datetime.date``, so a file planted there cannot run code.
+    """
+    import io
+    import pickle
+
+    class DefinitionUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module == __name__ and isinstance(cls := globals().get(name), type) and issubclass(cls, BaseModel):
+                return cls
+            if (module, name) == ("datetime", "date"):
+                return dt.date
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a forum definition")
+
+    try:
+        kept = (cache_dir / DEFINITION_CACHE).read_bytes()
+        if kept[: len(key)] != key:
+            return None
+        definition = DefinitionUnpickler(io.BytesIO(kept[len(key) :])).load()
+    except Exception:  # unreadable, truncated or foreign: the file is parsed instead
+        return None
+    return definition if isinstance(definition, ForumDefinition) else None
+
+
+def _keep(cache_dir: Path, key: bytes, definition: ForumDefinition) -> None:
+    """Write the validated definition under ``key`` into ``cache_dir`` (atomically; nothing when it cannot)."""
+    import os
+    import pickle
+
+    if not cache_dir.is_dir():
+        return
+    partial = cache_dir / f".{DEFINITION_CACHE}.{os.getpid()}.partial"
+    try:
+        partial.write_bytes(key + pickle.dumps(definition, protocol=5))
+        partial.replace(cache_dir / DEFINITION_CACHE)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 def _load_yaml(text: str, path: Path, loader_class: type[yaml.SafeLoader]) -> Any:
@@ -628,6 +708,8 @@ def _expansion_problem(root: yaml.Node) -> str | None:
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
+    import yaml  # already imported by the parse that made the node: a lookup
+
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
     if isinstance(node, yaml.MappingNode):

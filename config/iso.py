@@ -13,13 +13,17 @@ from functools import cache
 from pathlib import Path
 
 
-def _database(name: str) -> list[dict[str, str]]:
-    """The entries of one of pycountry's ISO databases (e.g. ``3166-2``)."""
+def database_path(name: str) -> Path:
+    """The file of one of pycountry's ISO databases (e.g. ``3166-2``); ModuleNotFoundError without pycountry."""
     spec = importlib.util.find_spec("pycountry")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("pycountry is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "databases" / f"iso{name}.json"
-    with path.open(encoding="utf-8") as fh:
+    return Path(next(iter(spec.submodule_search_locations))) / "databases" / f"iso{name}.json"
+
+
+def _database(name: str) -> list[dict[str, str]]:
+    """The entries of one of pycountry's ISO databases (e.g. ``3166-2``)."""
+    with database_path(name).open(encoding="utf-8") as fh:
         entries: list[dict[str, str]] = json.load(fh)[name]
     return entries
 

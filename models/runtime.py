@@ -61,11 +61,10 @@ def _make_sqlite_folder(settings: Settings) -> None:
 
 
 def _has_members(conn: Connection) -> bool:
-    from sqlmodel import select
+    from sqlalchemy import text
 
-    from models.tables import Member
-
-    return conn.execute(select(Member.handle).limit(1)).first() is not None
+    # Plain SQL (models.tables.Member's table): compiling an ORM select costs a one-shot command more than running it.
+    return conn.execute(text("SELECT 1 FROM member LIMIT 1")).first() is not None
 
 
 def _sync(conn: Connection, definition: ForumDefinition) -> SyncReport:
@@ -100,8 +99,11 @@ def _prepare(engine: Engine, definition: ForumDefinition, *, sync_if_empty: bool
 
 
 def _open(settings: Settings) -> tuple[ForumDefinition, Engine]:
-    """The definition and an engine (nothing connected yet); a URL that names no usable driver is one line."""
-    definition = load_definition(settings.forum_file)
+    """The definition (kept validated in the data dir) and an engine (nothing connected yet).
+
+    A URL that names no usable driver is one line.
+    """
+    definition = load_definition(settings.forum_file, cache_dir=settings.data_dir)
     _make_sqlite_folder(settings)
     try:
         return definition, make_engine(settings.db_url)

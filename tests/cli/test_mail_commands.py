@@ -169,3 +169,11 @@ def test_the_mail_commands_do_not_import_prefect(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
     assert r.stdout.strip().splitlines()[-1] == "False", r.stderr
+
+
+def test_the_status_options_name_every_delivery_status() -> None:
+    from cli.mail_commands import RETRY_STATUSES, STATUSES
+    from models.outbox import DeliveryStatus
+
+    assert STATUSES == [s.value for s in DeliveryStatus]
+    assert RETRY_STATUSES == [DeliveryStatus.FAILED.value, DeliveryStatus.DEAD.value]
