@@ -30,25 +30,35 @@ def review(
     now: Annotated[str | None, typer.Option("--now", help="Review as of this ISO time (default: now).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Proposals per task.")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    flow: Annotated[
+        bool,
+        typer.Option(
+            "--flow/--direct",
+            help="Run it as the Prefect review flow (default; on the server of a running `forumflow serve` of this data "
+            "dir, else PREFECT_API_URL's, else a temporary one) or directly, without Prefect (the same sweep).",
+        ),
+    ] = True,
 ) -> None:
-    """Run the review flow once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
-    from cli.main import fail, out, parse_when, print_json, runtime
+    """Run the review once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
+    from cli.main import err, fail, out, parse_when, print_json, runtime
     from models.review import check_review_time
 
     when = parse_when(now)
     rt = runtime(ctx)
     try:
         check_review_time(rt.engine, when)  # refused before Prefect starts (it takes seconds)
-    except ForumflowError as exc:
-        fail(str(exc), exc.exit_code)
-    from flows.serve import export_settings, prepare_environment
+        if flow:
+            from flows.serve import flow_runs
 
-    prepare_environment(rt.settings)
-    export_settings(rt.settings)
-    try:
-        from flows.review import review as review_flow
+            with flow_runs(rt.settings, announce=err.line) as server:
+                from flows.review import review as review_flow
 
-        counts = review_flow(now=when, batch_size=batch_size)
+                server.ready()
+                counts = review_flow(now=when, batch_size=batch_size)
+        else:
+            from models.review import sweep
+
+            counts = sweep(rt.engine, rt.lifecycle, when, batch_size=batch_size).as_dict()
     except ForumflowError as exc:
         fail(str(exc), exc.exit_code)
     if as_json:

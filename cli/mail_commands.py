@@ -157,7 +157,12 @@ def dispatch(
     now: Annotated[str | None, typer.Option("--now", help="The moment to dispatch at (ISO 8601; default: now).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     flow: Annotated[
-        bool, typer.Option("--flow", help="Run it as the Prefect dispatch flow (visible in Prefect's run history).")
+        bool,
+        typer.Option(
+            "--flow/--direct",
+            help="Run it as the Prefect dispatch flow (visible in Prefect's run history; on the server of a running "
+            "`forumflow serve` of this data dir, else PREFECT_API_URL's, else a temporary one) or directly (default).",
+        ),
     ] = False,
 ) -> None:
     """Plan deliveries for new events and send what is due now."""
@@ -201,14 +206,13 @@ def _print_counts(counts: dict[str, Any]) -> None:
 
 def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None:
     """Run the ``dispatch`` flow once through Prefect and print its counts."""
-    from cli.main import fail, print_json
-    from flows.serve import export_settings, prepare_environment
+    from cli.main import err, fail, print_json
+    from flows.serve import flow_runs
 
-    prepare_environment(settings)
-    export_settings(settings)
-    from flows.dispatch import dispatch as dispatch_flow
+    with _reported(), flow_runs(settings, announce=err.line) as server:
+        from flows.dispatch import dispatch as dispatch_flow
 
-    with _reported():
+        server.ready()
         counts = dispatch_flow(now=when)
     if as_json:
         print_json(counts)
