@@ -20,13 +20,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
-from sqlmodel import func, select
+from sqlmodel import Session, func, select
 
 from cli.console import plain
 from cli.events import event_note
@@ -36,6 +38,9 @@ from models import Lifecycle, create_schema, events_of, make_engine, session_sco
 from models.review import due_ids, sweep
 from models.tables import Event, Proposal, ProposalCreate
 from models.texts import text_edit
+
+if TYPE_CHECKING:
+    from flows.serve import RunServer
 
 START = dt.datetime(2022, 9, 1, 9, 15, tzinfo=dt.UTC)
 END = dt.datetime(2023, 8, 31, 18, 0, tzinfo=dt.UTC)
@@ -63,9 +68,9 @@ class Story:
     review_events: Counter[str] = field(default_factory=Counter)
     mails: int = 0
 
-    def _hour(self, at: dt.datetime) -> None:
-        with session_scope(self.engine) as s:
-            due = bool(due_ids(s, self.lifecycle, at))
+    def _hour(self, session: Session, at: dt.datetime) -> None:
+        due = bool(due_ids(session, self.lifecycle, at))
+        session.rollback()  # ends the read: the review and the actions write through connections of their own
         if due:
             counts = self.review(at)
             self.review_runs += 1
@@ -73,11 +78,12 @@ class Story:
             self.mails += self.dispatch(at)
 
     def wait_until(self, when: dt.datetime) -> None:
-        """Move the clock to ``when``, running the review at every full hour on the way."""
+        """Move the clock to ``when``, running the review at every full hour on the way when it has work due."""
         hour = self.now.replace(minute=0, second=0, microsecond=0) + HOUR
-        while hour <= when:
-            self._hour(hour)
-            hour += HOUR
+        with Session(self.engine) as session:  # one session checks all the hours (each in a read of its own)
+            while hour <= when:
+                self._hour(session, hour)
+                hour += HOUR
         self.now = max(self.now, when)
 
     def wait(self, **delta: float) -> None:
@@ -215,30 +221,24 @@ def _fresh(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _prefect_reviewer(settings: Settings) -> Reviewer:
-    """Run the review through Prefect (the configured API, or a local ephemeral server with its home in the data dir)."""
-    from flows.serve import export_settings, prepare_environment
-
-    # Flow runs log to Prefect (the UI shows them); the terminal keeps the story. A busy 2-core machine may
-    # need more than Prefect's default 20 s to start the local server.
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    prepare_environment(settings)
-    export_settings(settings)
+def _prefect_reviewer(settings: Settings, server: RunServer) -> Reviewer:
+    """Run the review flow through Prefect, on ``server`` (entered by the caller with ``flow_runs``)."""
     from flows.review import review
 
     def run(at: dt.datetime) -> dict[str, int]:
+        server.ready()  # a temporary server started beside the story's first steps
         return review(now=at, db_url=settings.db_url)
 
     return run
 
 
-def prefect_ui_hint(environ: Mapping[str, str] | None = None) -> str:
-    """How to see the runs in the Prefect UI: the configured server's, or a server on the demo's Prefect home and a free port."""
+def prefect_ui_hint(environ: Mapping[str, str] | None = None, *, api_url: str | None = None) -> str:
+    """How to see the runs in the Prefect UI: a running server's (``api_url``, or the configured one), or a server
+    on the demo's Prefect home and a free port."""
     from flows.serve import DEFAULT_PORT, HOST, pick_port
 
     env = os.environ if environ is None else environ
-    if api := env.get("PREFECT_API_URL"):
+    if api := api_url or env.get("PREFECT_API_URL"):
         return f"open {api.removesuffix('/').removesuffix('/api')}/runs"
     port = pick_port(DEFAULT_PORT)
     command = [str(Path(sys.executable).parent / "prefect"), "server", "start"]
@@ -277,11 +277,10 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
              prefect: bool = True, clock: Callable[[], dt.datetime] | None = None) -> Path:
     """Play the demo in ``<data dir>/demo.db`` with mail in ``<data dir>/demo-maildir``; print the story; return the db path.
 
-    ``clock`` (default: the wall clock) dates the web sign-in link printed at the end.
+    With ``prefect``, the review runs through Prefect: on the server of a running ``forumflow serve`` of the data
+    dir, else ``PREFECT_API_URL``'s, else a temporary one (see ``flows.serve.flow_runs``), one flow run whenever
+    review work is due. ``clock`` (default: the wall clock) dates the web sign-in link printed at the end.
     """
-    import notifications
-    from notifications.sink import MailSink
-
     began = time.perf_counter()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -291,43 +290,64 @@ def run_demo(settings: Settings, definition: ForumDefinition, console: Console, 
         _fresh(path)
         shutil.rmtree(maildir, ignore_errors=True)
     demo_settings = settings.model_copy(update={"database_url": f"sqlite:///{path}", "data_dir": data_dir})
-    engine = make_engine(demo_settings.db_url)
-    create_schema(engine)
-    lifecycle = Lifecycle(definition)
-    with session_scope(engine) as s:
-        sync_definition(s, definition)
-
-    with MailSink(maildir, port=0) as sink:
-        local_smtp = {
-            "smtp_host": sink.host, "smtp_port": sink.port, "smtp_tls": "none", "smtp_username": None, "smtp_password": None,
-        }
-        mail_settings = demo_settings.model_copy(update=local_smtp)
-
-        def dispatch(at: dt.datetime) -> int:
-            return notifications.dispatch_once(engine, mail_settings, lifecycle, now=at).send.sent
-
+    with ExitStack() as stack:
+        server: RunServer | None = None
         if prefect:
+            # First, so that a temporary Prefect server starts while the demo database is made. Flow runs log to
+            # Prefect (the UI shows them); the terminal keeps the story.
+            from flows.serve import flow_runs
+
+            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
             console.print("Starting Prefect (the review flow runs through it) …")
-            reviewer = _prefect_reviewer(demo_settings)
-        else:
-            def reviewer(at: dt.datetime) -> dict[str, int]:
-                return sweep(engine, lifecycle, at).as_dict()
-
-        story = Story(engine, lifecycle, reviewer, dispatch)
-        play(story)
-        messages = list(mailbox.Maildir(maildir, create=False))
-
+            server = stack.enter_context(flow_runs(demo_settings))
+            if server.origin == "serve":
+                console.print(f"Prefect: the server of forumflow serve, {server.api_url}", markup=False)
+        engine = make_engine(demo_settings.db_url)
+        stack.callback(engine.dispose)
+        create_schema(engine)
+        lifecycle = Lifecycle(definition)
+        with session_scope(engine) as s:
+            sync_definition(s, definition)
+        story, messages = _play_with_mail(engine, lifecycle, demo_settings, maildir, server)
     _print_story(console, engine, definition, story)
     _print_mail(console, messages, maildir)
     console.print(f"Explore it: forumflow --db sqlite:///{path} list", markup=False)
     from cli.main import now_utc
 
     console.print(web_hint(engine, definition, demo_settings, path, now=(clock or now_utc)()), markup=False, soft_wrap=True)
-    if prefect:
-        console.print(f"Prefect runs ({story.review_runs} review runs): {prefect_ui_hint()}", markup=False)
+    if server is not None:
+        shown = server.api_url if server.origin in ("serve", "environment") else None
+        console.print(f"Prefect runs ({story.review_runs} review runs): {prefect_ui_hint(api_url=shown)}", markup=False)
     console.print(f"Done in {time.perf_counter() - began:.0f} s.", markup=False)
     engine.dispose()
     return path
+
+
+def _play_with_mail(
+    engine: Engine, lifecycle: Lifecycle, settings: Settings, maildir: Path, server: RunServer | None
+) -> tuple[Story, list[mailbox.MaildirMessage]]:
+    """Play the story with the local mail sink taking every mail; the review runs through Prefect on ``server``."""
+    import notifications
+    from notifications.sink import MailSink
+
+    with MailSink(maildir, port=0) as sink:
+        local_smtp = {
+            "smtp_host": sink.host, "smtp_port": sink.port, "smtp_tls": "none", "smtp_username": None, "smtp_password": None,
+        }
+        mail_settings = settings.model_copy(update=local_smtp)
+
+        def dispatch(at: dt.datetime) -> int:
+            return notifications.dispatch_once(engine, mail_settings, lifecycle, now=at).send.sent
+
+        if server is not None:
+            reviewer = _prefect_reviewer(settings, server)
+        else:
+            def reviewer(at: dt.datetime) -> dict[str, int]:
+                return sweep(engine, lifecycle, at).as_dict()
+
+        story = Story(engine, lifecycle, reviewer, dispatch)
+        play(story)
+        return story, list(mailbox.Maildir(maildir, create=False))
 
 
 def _print_story(console: Console, engine: Engine, definition: ForumDefinition, story: Story) -> None:
