@@ -47,6 +47,10 @@ POOL_DEPLOYMENT = "pool"
 OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 
+# Services a temporary server for one-off flow runs goes without (PREFECT_SERVER_SERVICES_<NAME>_ENABLED=false).
+LEAN_SERVER_OFF = ("TRIGGERS", "FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS")
+
+
 class ServerError(ForumflowError):
     """The local Prefect server did not start."""
 
@@ -163,9 +167,10 @@ def launch_server(settings: Settings, *, port: int = DEFAULT_PORT, lean: bool = 
     """Start ``prefect server start`` on loopback with its home in the data dir; returns at once (see ``wait_ready``).
 
     ``lean``: for one-off flow runs, without the UI, the scheduler (it would plan runs of ``serve``'s deployments
-    on the shared home, with nobody to run them), late-run marking and the registration of Prefect's block types
-    (not memoised then, so that a full server on the same home still registers them). The services that record
-    task runs and events from the runs' events still run.
+    on the shared home, with nobody to run them), late-run marking, the services in ``LEAN_SERVER_OFF`` (automations,
+    work pools, cancellations, pauses: nothing a run of a few seconds that its caller waits for uses) and the
+    registration of Prefect's block types (not memoised then, so that a full server on the same home still
+    registers them). The services that record task runs and events from the runs' events still run.
     """
     prepare_environment(settings)
     home = Path(os.environ["PREFECT_HOME"])
@@ -179,6 +184,7 @@ def launch_server(settings: Settings, *, port: int = DEFAULT_PORT, lean: bool = 
     if lean:
         cmd += ["--no-ui", "--no-scheduler", "--no-late-runs"]
         env |= {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
+        env |= {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in LEAN_SERVER_OFF}
     log.info("starting Prefect server: %s (log: %s)", " ".join(cmd), log_path)
     # Its own session: Ctrl-C in the terminal reaches the runner only, which then pauses its deployments on the
     # still-running server before ``stop`` ends the server.
