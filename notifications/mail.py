@@ -156,12 +156,12 @@ def _same(name: str, value: str) -> str:
 
 def _part(content_type: str, text: str, extra: tuple[str, ...] = ()) -> bytes:
     """A leaf part: 7bit if it is short-lined ASCII text, base64 otherwise; CRLF line ends."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n")
-    if _seven_bit(lines):
-        body, cte = lines.replace("\n", CRLF).encode("ascii"), "7bit"
-    else:  # the text as it is: base64 carries its line ends
-        body, cte = base64_lines(text.encode("utf-8")), "base64"
-    return b"".join((_part_head(content_type, cte, extra), body, _EOL))
+    if text.isascii():
+        lines = text.replace("\r\n", "\n").replace("\r", "\n")
+        if _seven_bit(lines):
+            return b"".join((_part_head(content_type, "7bit", extra), lines.replace("\n", CRLF).encode("ascii"), _EOL))
+    # The text as it is: base64 carries its line ends.
+    return b"".join((_part_head(content_type, "base64", extra), base64_lines(text.encode("utf-8")), _EOL))
 
 
 @functools.lru_cache(maxsize=16)

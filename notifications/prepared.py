@@ -187,7 +187,11 @@ def _escaped_text(text: str) -> str:
     return str(escape(text))
 
 
-def render(template: Template, ctx: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+# A rendering with holes: the output split at them (text, hole, text, ...) and what fills each hole.
+Rendering = tuple[tuple[str, ...], dict[str, str]]
+
+
+def render(template: Template, ctx: Mapping[str, Any]) -> Rendering:
     """``template`` rendered for ``ctx``, as pieces split at the holes (text, hole, text, ...) and what fills them.
 
     ``fill(*render(template, ctx)) == template.render(ctx)``; the pieces are shared by every context of one shape.

@@ -23,7 +23,7 @@ import re
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,8 +153,7 @@ class Rendered:
 class Layout:
     """A mail about one event for readers of one kind, rendered once; each mail fills in its reader's name.
 
-    ``text`` and ``html`` are split at their holes (text, hole, text, ...: see ``notifications.prepared``);
-    ``values`` and ``html_values`` fill every hole but the name.
+    ``text`` and ``html`` are the mail's text and HTML cut where the reader's name goes.
     """
 
     subject: str
@@ -162,14 +161,31 @@ class Layout:
     html: tuple[str, ...]
     language: str
     ics: bytes | None = None
-    values: Mapping[str, str] = field(default_factory=dict)
-    html_values: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, subject: str, text: prepared.Rendering, html: prepared.Rendering, language: str, ics: bytes | None = None
+    ) -> Layout:
+        """The layout of renderings with holes (``notifications.prepared``): every hole filled but the name."""
+        return cls(subject, _cut_at_name(*text), _cut_at_name(*html), language, ics)
 
     def fill(self, name: str) -> Rendered:
         """The mail for a reader called ``name`` (escaped in the HTML, as the template would)."""
-        text = prepared.fill(self.text, {**self.values, "name": name})
-        html = prepared.fill(self.html, {**self.html_values, "name": str(escape(name))})
-        return Rendered(self.subject, text, html, self.language, self.ics)
+        return Rendered(self.subject, name.join(self.text), str(escape(name)).join(self.html), self.language, self.ics)
+
+
+def _cut_at_name(pieces: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
+    """Pieces split at holes, every hole but the name's filled in, cut where the name goes."""
+    cuts, current = [], []
+    for i, piece in enumerate(pieces):
+        if i % 2 == 0:
+            current.append(piece)
+        elif piece == "name":
+            cuts.append("".join(current))
+            current = []
+        else:
+            current.append(values[piece])
+    return (*cuts, "".join(current))
 
 
 @dataclass(frozen=True)
@@ -449,12 +465,8 @@ class Renderer:
         if layout is None:
             self.layouts_made += 1
             ctx = self._layout_context(self._said_as(view, lang, tz, role), member)
-            text, values = prepared.render(texts[0], ctx)
-            html, html_values = prepared.render(texts[1], ctx)
-            values.pop("name", None)
-            html_values.pop("name", None)
             ics = self._ics(view, ctx) if view.event.action == "remind" else None
-            layout = Layout(ctx["subject"], text, html, lang, ics, values, html_values)
+            layout = Layout.of(ctx["subject"], prepared.render(texts[0], ctx), prepared.render(texts[1], ctx), lang, ics)
             if view.event.id is not None:
                 if len(self._layouts) >= LAYOUTS_KEPT:
                     self._layouts.popitem(last=False)
