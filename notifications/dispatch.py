@@ -2,28 +2,38 @@
 
 A run claims a batch in one short transaction (a conditional UPDATE ... RETURNING, so two dispatchers
 never take the same row) and leases it: if the process dies, the rows are due again when the lease ends.
+The same UPDATE gives each delivery tried for the first time its Message-ID, kept for every later try.
 Each outcome is written once the server has answered, at the latest before that connection sends its
-next DATA (outcomes queued meanwhile by other connections share the transaction). A crash therefore
-repeats at most the mails in flight, one per connection; their Message-ID is the same on the resend, so
-a receiver can tell.
+next DATA (outcomes queued meanwhile by other connections share the transaction: one UPDATE of one row per
+mail, a transaction per group). A crash therefore repeats at most the mails in flight, one per connection;
+their Message-ID is the same on the resend, so a receiver can tell.
 
 Only the server's answers about a mail use up its attempts (4xx: retry with backoff; 5xx: dead). When
 the server cannot be reached, the mail waits for it without losing an attempt, however long the outage.
+
+What a mail costs forumflow beside the SMTP exchange is kept small (bench/dispatch.py weighs it against raw
+aiosmtplib): the roster, events and proposals are read once per run, mails about one event to readers of one
+kind share their rendering (``notifications.render``), outcomes go through the driver's cursor with statements
+compiled once, and no ORM object is made per mail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
+import functools
+import gc
 import logging
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import String, Table, bindparam, cast, func, literal, update
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Update
 from sqlmodel import Session, col, select
 
@@ -33,7 +43,7 @@ from models.db import session_scope
 from models.lifecycle import Lifecycle, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, wipe_messages
 from models.tables import Event, Member, Proposal
-from notifications.mail import build_mail, new_message_id
+from notifications.mail import build_mail
 from notifications.planning import Directory, plan_deliveries
 from notifications.render import EventView, Rendered, Renderer, member_zone
 from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool
@@ -105,7 +115,8 @@ def send_pending(
         digests = bundle_digests(session, now=now)
         wipe_messages(session, now=now)  # sign-in links that expired unsent are given up, not sent
     renderer = Renderer(lifecycle.definition, base_url=settings.base_url)
-    report = _run_async(_send(engine, config, renderer, now=now, limit=limit, policy=policy))
+    with _long_lived_heap():
+        report = _run_async(_send(engine, config, renderer, now=now, limit=limit, policy=policy))
     report.digests = digests
     with session_scope(engine) as session:
         wipe_messages(session, now=now)  # sign-in links just sent leave the outbox
@@ -114,6 +125,21 @@ def send_pending(
         report.sent, report.attempted, report.retrying, report.unreachable, report.failed, report.dead, digests,
     )
     return report
+
+
+@contextlib.contextmanager
+def _long_lived_heap() -> Iterator[None]:
+    """Leave what the process held before sending out of the garbage collector's full passes until sending ends.
+
+    Sending makes many short-lived objects, which set off collections of the oldest generation now and then;
+    each would walk the whole heap (in a process holding Prefect, hundreds of thousands of objects) although
+    nothing in it became garbage because of the run. The objects go back to the oldest generation afterwards.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _run_async(coro: Coroutine[Any, Any, SendReport]) -> SendReport:
@@ -172,61 +198,231 @@ def bundle_digests(session: Session, *, now: dt.datetime) -> int:
 
 
 # ---------------------------------------------------------------------- sending
+@dataclass(slots=True)
+class _Claimed:
+    """A claimed delivery: the columns that sending and recording need, as plain values (no ORM object)."""
+
+    id: int
+    kind: str
+    recipient: str
+    email: str
+    event_id: int | None
+    attempts: int
+    message_id: str  # given by the claim if the delivery had none
+    digest_day: dt.date | None
+    message: dict[str, Any] | None
+
+
+_CLAIMED_COLUMNS = tuple(DELIVERY.c[name] for name in _Claimed.__slots__)  # type: ignore[attr-defined]
+
+
 async def _send(
     engine: Engine, config: SmtpConfig, renderer: Renderer, *, now: dt.datetime, limit: int | None, policy: RetryPolicy,
 ) -> SendReport:
     report = SendReport()
-    async with SmtpPool(config) as pool:
-        while limit is None or report.attempted < limit:
-            size = BATCH if limit is None else min(BATCH, limit - report.attempted)
-            with session_scope(engine) as session:
-                claimed = _claim(session, now=now, size=size, policy=policy, domain=config.sender.domain)
-                jobs = _jobs(session, renderer, config, claimed, now=now) if claimed else []
-            if not claimed:
-                break
-            report.attempted += len(claimed)
-            recorder = _Recorder(engine, claimed, now=now, policy=policy, report=report)
-            try:
+    mails = _Mails(renderer, config, now=now)
+    writer = _Writer(engine, now=now, policy=policy, report=report)
+    try:
+        async with SmtpPool(config) as pool:
+            while limit is None or report.attempted < limit:
+                size = BATCH if limit is None else min(BATCH, limit - report.attempted)
+                with session_scope(engine) as session:
+                    claimed = _claim(session, now=now, size=size, policy=policy, domain=config.sender.domain)
+                    jobs = mails.jobs(session, claimed) if claimed else []
+                if not claimed:
+                    break
+                report.attempted += len(claimed)
+                recorder = _Recorder(writer, claimed)
                 outcomes = await pool.send(jobs, recorder)
                 recorder.rest(outcomes)  # the mails not tried: the server went away
-            finally:
-                recorder.close()
-            if pool.down:
-                report.errors.append(pool.down)
-                break  # the server is unreachable: leave the rest for the next run
+                if pool.down:
+                    report.errors.append(pool.down)
+                    break  # the server is unreachable: leave the rest for the next run
+    finally:
+        writer.close()
     return report
 
 
-def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy, domain: str) -> list[Delivery]:
-    """Take up to ``size`` due deliveries and lease them, in one conditional UPDATE (no attempt counted yet)."""
+def _claim(session: Session, *, now: dt.datetime, size: int, policy: RetryPolicy, domain: str) -> list[_Claimed]:
+    """Take up to ``size`` due deliveries and lease them, in one conditional UPDATE (no attempt counted yet).
+
+    The UPDATE returns what sending needs. A delivery tried for the first time gets its Message-ID in it too,
+    kept for every later try: ``<token.id@domain>``, the token drawn for this claim (so unique to it), the id
+    unique in the database.
+    """
     due = (
-        col(Delivery.kind).in_([DeliveryKind.EVENT, DeliveryKind.DIGEST, DeliveryKind.MESSAGE]),
-        col(Delivery.status) == DeliveryStatus.PENDING,
-        col(Delivery.next_attempt_at) <= now,
+        DELIVERY.c.kind.in_([DeliveryKind.EVENT, DeliveryKind.DIGEST, DeliveryKind.MESSAGE]),
+        DELIVERY.c.status == DeliveryStatus.PENDING,
+        DELIVERY.c.next_attempt_at <= now,
     )
     candidates = (
-        select(Delivery.id).where(*due).order_by(col(Delivery.next_attempt_at), col(Delivery.id)).limit(size)
+        select(DELIVERY.c.id).where(*due).order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id).limit(size)
     ).scalar_subquery()
-    ids = list(
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_(candidates), *due)
-            .values(next_attempt_at=now + policy.lease)
-            .returning(col(Delivery.id))
-            .execution_options(synchronize_session=False)
-        ).scalars()
+    fresh_id = literal(f"<{uuid.uuid4().hex}.") + cast(DELIVERY.c.id, String) + literal(f"@{domain}>")
+    claimed = (
+        update(DELIVERY).where(DELIVERY.c.id.in_(candidates), *due)
+        .values(next_attempt_at=now + policy.lease, message_id=func.coalesce(DELIVERY.c.message_id, fresh_id))
+        .returning(*_CLAIMED_COLUMNS)
     )
-    if not ids:
-        return []
-    rows = list(session.exec(select(Delivery).where(col(Delivery.id).in_(ids)).order_by(col(Delivery.id))))
-    fresh: list[dict[str, Any]] = []
-    for row in rows:
-        if row.message_id is None:
-            row.message_id = new_message_id(domain)
-            fresh.append({"id": row.id, "message_id": row.message_id})
-    if fresh:
-        session.execute(update(Delivery), fresh)
-    return rows
+    return sorted((_Claimed(*row) for row in session.execute(claimed)), key=lambda c: c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """A recipient as rendering reads them (``notifications.render.Reader``), read off the member once per run."""
+
+    handle: str
+    name: str
+    language: str
+    timezone: str
+    notify: str
+
+
+class _Mails:
+    """Builds the claimed deliveries' mails; what it loads (people, events, proposals) serves the whole run.
+
+    A job renders its mail when its turn comes; mails about one event to readers of one kind share one
+    ``Layout`` (see ``notifications.render``), so most jobs only fill in the name and put the envelope on.
+    """
+
+    def __init__(self, renderer: Renderer, config: SmtpConfig, *, now: dt.datetime) -> None:
+        self.renderer, self.config, self.now = renderer, config, now
+        self.people: Directory | None = None
+        self.readers: dict[str, _Reader] = {}
+        self.views: dict[int, EventView] = {}
+
+    def jobs(self, session: Session, claimed: Sequence[_Claimed]) -> list[Outgoing]:
+        """An ``Outgoing`` for each claimed delivery, after loading what they need that is not loaded yet."""
+        if self.people is None:
+            self.people = Directory.load(session)
+        items_of: dict[int, list[int]] = defaultdict(list)  # digest id -> event ids of its items
+        digest_ids = [d.id for d in claimed if d.kind == DeliveryKind.DIGEST]
+        if digest_ids:
+            items = (
+                select(DELIVERY.c.digest_id, DELIVERY.c.event_id)
+                .where(DELIVERY.c.digest_id.in_(digest_ids)).order_by(DELIVERY.c.event_id)
+            )
+            for digest_id, event_id in session.execute(items):
+                if event_id is not None:
+                    items_of[digest_id].append(event_id)
+        needed = {d.event_id for d in claimed if d.event_id is not None} | {e for ids in items_of.values() for e in ids}
+        self._load_views(session, needed - set(self.views))
+        self._load_readers(session, {d.recipient for d in claimed} - set(self.readers))
+        jobs = []
+        for d in claimed:
+            reader = self.readers[d.recipient]
+            if d.kind == DeliveryKind.DIGEST:
+                views = [self.views[e] for e in items_of[d.id]]
+                build = self._digest(d, reader, views, d.digest_day or self.now.date())
+            elif d.kind == DeliveryKind.MESSAGE:
+                build = self._message(d, reader)
+            else:
+                assert d.event_id is not None
+                build = self._event(d, reader, self.views[d.event_id])
+            jobs.append(Outgoing(d.id, d.email, build))
+        return jobs
+
+    def _load_views(self, session: Session, event_ids: set[int]) -> None:
+        if not event_ids:
+            return
+        assert self.people is not None
+        people = self.people
+        events = list(session.exec(select(Event).where(col(Event.id).in_(event_ids))))
+        wanted = {e.proposal_id for e in events}
+        proposals = {p.id: p for p in session.exec(select(Proposal).where(col(Proposal.id).in_(wanted)))}
+        actors = {e.actor for e in events} - set(self.readers)
+        self._load_readers(session, actors)
+        heads = frozenset(people.heads)
+        for event in events:
+            assert event.id is not None
+            proposal = proposals[event.proposal_id]
+            actor = self.readers.get(event.actor)
+            self.views[event.id] = EventView(
+                event=event,
+                proposal=proposal,
+                group_name=people.group_names.get(proposal.group, proposal.group),
+                actor_name=actor.name if actor is not None else event.actor,
+                chair=people.chairs.get(proposal.group, ""),
+                heads=heads,
+                presiding_heads=people.presiding_heads(event.at),
+            )
+
+    def _load_readers(self, session: Session, handles: set[str]) -> None:
+        """Active members from the roster; deliveries planned before a member was deactivated still go out."""
+        assert self.people is not None
+        missing = handles - set(self.people.members)
+        members = {h: self.people.members[h] for h in handles - missing}
+        if missing:
+            members |= {m.handle: m for m in session.exec(select(Member).where(col(Member.handle).in_(missing)))}
+        self.readers |= {h: _Reader(m.handle, m.name, m.language, m.timezone, m.notify) for h, m in members.items()}
+
+    def _envelope(self, rendered: Rendered, d: _Claimed, reader: _Reader, proposal_id: int | None = None) -> bytes:
+        return build_mail(
+            rendered, sender=self.config.sender, to_name=reader.name, to_email=d.email,
+            message_id=d.message_id, date=self.now, proposal_id=proposal_id,
+        )
+
+    def _event(self, d: _Claimed, reader: _Reader, view: EventView) -> Callable[[], bytes]:
+        def build() -> bytes:
+            layout = self.renderer.event_layout(view, reader)
+            return self._envelope(layout.fill(reader.name), d, reader, view.proposal.id)
+
+        return build
+
+    def _digest(self, d: _Claimed, reader: _Reader, views: list[EventView], day: dt.date) -> Callable[[], bytes]:
+        def build() -> bytes:
+            return self._envelope(self.renderer.digest_message(reader, views, day=day), d, reader)
+
+        return build
+
+    def _message(self, d: _Claimed, reader: _Reader) -> Callable[[], bytes]:
+        """A mail rendered when it was queued (a sign-in link)."""
+        stored = dict(d.message or {})
+
+        def build() -> bytes:
+            if not stored:
+                raise ValueError("the stored message was wiped")
+            rendered = Rendered(str(stored["subject"]), str(stored["text"]), str(stored["html"]), str(stored["language"]))
+            return self._envelope(rendered, d, reader)
+
+        return build
+
+
+class _Writer:
+    """Writes outcomes on one database connection kept for the run: a short transaction per group of outcomes.
+
+    The statements of the outcomes are compiled once for the engine's dialect and run on the driver's cursor with
+    their parameters bound here (``_Compiled``): the write costs the database's work, not SQLAlchemy's.
+    """
+
+    def __init__(self, engine: Engine, *, now: dt.datetime, policy: RetryPolicy, report: SendReport) -> None:
+        self.engine, self.now, self.policy, self.report = engine, now, policy, report
+        self._conn: Connection | None = None
+        self._compiled: dict[tuple[str, ...], _Compiled] = {}
+
+    def write(self, group: Sequence[tuple[_Claimed, Outcome]]) -> None:
+        """Record ``group`` in one transaction and count it in the report."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        conn = self._conn
+        rows, settled = _rows(group, now=self.now, policy=self.policy, report=self.report)
+        with conn.begin():
+            for keys, same in rows.items():
+                compiled = self._compiled.get(keys)
+                if compiled is None:
+                    compiled = self._compiled[keys] = _Compiled(_update_by_id(keys), conn.dialect)
+                compiled.executemany(conn, same)
+            for status, ids in settled.items():  # a digest's items follow their digest
+                values: dict[str, Any] = {"status": status}
+                if status == DeliveryStatus.SENT:
+                    values["sent_at"] = self.now
+                conn.execute(update(DELIVERY).where(DELIVERY.c.digest_id.in_(ids)).values(**values))
+
+    def close(self) -> None:
+        """Give the connection back."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class _Recorder:
@@ -238,33 +434,34 @@ class _Recorder:
     and forth than it saves.
     """
 
-    def __init__(
-        self, engine: Engine, claimed: Sequence[Delivery], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
-    ) -> None:
-        self.engine, self.now, self.policy, self.report = engine, now, policy, report
-        self.claimed = {d.id: d for d in claimed if d.id is not None}
+    def __init__(self, writer: _Writer, claimed: Sequence[_Claimed]) -> None:
+        self.writer = writer
+        self.claimed = {d.id: d for d in claimed}
         self.recorded: set[int] = set()
-        self._queue: list[tuple[Delivery, Outcome, asyncio.Future[None]]] = []
-        self._conn: Connection | None = None  # one connection for the run's many small writes
+        self._queue: list[tuple[_Claimed, Outcome]] = []
+        self._done: list[asyncio.Future[None]] = []
 
     def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
         """Queue ``outcome``; the future is done once it is written."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((self.claimed[key], outcome, done))
+        self._queue.append((self.claimed[key], outcome))
+        self._done.append(done)
         return done
 
     def flush(self) -> None:
         """Write every queued outcome in one transaction."""
         group, self._queue = self._queue, []
+        waiting, self._done = self._done, []
         if not group:
             return
         try:
-            self._write([(d, o) for d, o, _ in group])
+            self._write(group)
         except BaseException as exc:  # the database failed: every connection waiting on this write hears of it
-            for *_, done in group:
+            for done in waiting:
                 done.set_exception(exc)
+                done.exception()  # the waiting connection hears of it; the others are stopped with the run
             raise
-        for *_, done in group:
+        for done in waiting:
             done.set_result(None)
 
     def rest(self, outcomes: dict[int, Outcome]) -> None:
@@ -277,165 +474,62 @@ class _Recorder:
         if left:
             self._write(left)
 
-    def close(self) -> None:
-        """Give the connection back."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _write(self, group: list[tuple[Delivery, Outcome]]) -> None:
-        if self._conn is None:
-            self._conn = self.engine.connect()
-        with self._conn.begin():
-            _record(self._conn, group, now=self.now, policy=self.policy, report=self.report)
-        self.recorded.update(d.id for d, _ in group if d.id is not None)
+    def _write(self, group: list[tuple[_Claimed, Outcome]]) -> None:
+        self.writer.write(group)
+        self.recorded.update(d.id for d, _ in group)
 
 
-def _jobs(
-    session: Session, renderer: Renderer, config: SmtpConfig, claimed: Sequence[Delivery], *, now: dt.datetime
-) -> list[Outgoing]:
-    """Load what the claimed deliveries need and wrap each in a job that renders it when sent."""
-    people = Directory.load(session)
-    items_of: dict[int, list[Delivery]] = defaultdict(list)
-    digest_ids = [d.id for d in claimed if d.kind == DeliveryKind.DIGEST]
-    if digest_ids:
-        items = select(Delivery).where(col(Delivery.digest_id).in_(digest_ids)).order_by(col(Delivery.event_id))
-        for item in session.exec(items):
-            assert item.digest_id is not None
-            items_of[item.digest_id].append(item)
-    event_ids = {d.event_id for d in claimed if d.event_id is not None} | {
-        i.event_id for items in items_of.values() for i in items if i.event_id is not None
-    }
-    events = {e.id: e for e in session.exec(select(Event).where(col(Event.id).in_(event_ids)))}
-    proposals = {
-        p.id: p for p in session.exec(select(Proposal).where(col(Proposal.id).in_({e.proposal_id for e in events.values()})))
-    }
-    recipients = {d.recipient for d in claimed} - set(people.members)
-    members = dict(people.members)
-    if recipients:  # deliveries planned before a member was deactivated still go out
-        members |= {m.handle: m for m in session.exec(select(Member).where(col(Member.handle).in_(recipients)))}
-
-    def view(event_id: int) -> EventView:
-        event = events[event_id]
-        proposal = proposals[event.proposal_id]
-        actor = members.get(event.actor) or session.get(Member, event.actor)
-        return EventView(
-            event=event,
-            proposal=proposal,
-            group_name=people.group_names.get(proposal.group, proposal.group),
-            actor_name=actor.name if actor is not None else event.actor,
-            chair=people.chairs.get(proposal.group, ""),
-            heads=frozenset(people.heads),
-            presiding_heads=people.presiding_heads(event.at),
-        )
-
-    jobs = []
-    for d in claimed:
-        member = members[d.recipient]
-        assert d.id is not None
-        if d.kind == DeliveryKind.DIGEST:
-            views = [view(i.event_id) for i in items_of[d.id] if i.event_id is not None]
-            build = _digest_builder(renderer, config, d, member, views, d.digest_day or now.date(), now)
-        elif d.kind == DeliveryKind.MESSAGE:
-            build = _message_builder(config, d, member, now)
-        else:
-            assert d.event_id is not None
-            build = _event_builder(renderer, config, d, member, view(d.event_id), now)
-        jobs.append(Outgoing(d.id, d.email, build))
-    return jobs
+# The columns each kind of outcome sets (``b_id``: the delivery's id in the WHERE clause).
+_SENT: tuple[str, ...] = ("status", "sent_at", "last_error", "attempts", "b_id")
+_SETTLED: tuple[str, ...] = ("status", "last_error", "attempts", "b_id")
+_WAITING: tuple[str, ...] = ("status", "next_attempt_at", "last_error", "b_id")
+_RETRY: tuple[str, ...] = ("status", "next_attempt_at", "last_error", "attempts", "b_id")
 
 
-def _event_builder(
-    renderer: Renderer, config: SmtpConfig, delivery: Delivery, member: Member, view: EventView, now: dt.datetime
-) -> Callable[[], bytes]:
-    def build() -> bytes:
-        rendered = renderer.event_message(view, member)
-        return build_mail(
-            rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
-            message_id=str(delivery.message_id), date=now, proposal_id=view.proposal.id,
-        )
-
-    return build
-
-
-def _digest_builder(
-    renderer: Renderer, config: SmtpConfig, delivery: Delivery, member: Member, views: list[EventView], day: dt.date,
-    now: dt.datetime,
-) -> Callable[[], bytes]:
-    def build() -> bytes:
-        rendered = renderer.digest_message(member, views, day=day)
-        return build_mail(
-            rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
-            message_id=str(delivery.message_id), date=now,
-        )
-
-    return build
-
-
-def _message_builder(config: SmtpConfig, delivery: Delivery, member: Member, now: dt.datetime) -> Callable[[], bytes]:
-    """A mail rendered when it was queued (a sign-in link)."""
-    stored = dict(delivery.message or {})
-
-    def build() -> bytes:
-        if not stored:
-            raise ValueError("the stored message was wiped")
-        rendered = Rendered(str(stored["subject"]), str(stored["text"]), str(stored["html"]), str(stored["language"]))
-        return build_mail(
-            rendered, sender=config.sender, to_name=member.name, to_email=delivery.email,
-            message_id=str(delivery.message_id), date=now,
-        )
-
-    return build
-
-
-def _record(
-    conn: Connection, group: Sequence[tuple[Delivery, Outcome]], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
-) -> None:
-    """Write each outcome into its delivery and add it to ``report``; a digest's items follow their digest."""
-    rows: list[dict[str, Any]] = []
+def _rows(
+    group: Sequence[tuple[_Claimed, Outcome]], *, now: dt.datetime, policy: RetryPolicy, report: SendReport
+) -> tuple[dict[tuple[str, ...], list[dict[str, Any]]], dict[str, list[int]]]:
+    """The new values of each delivery in ``group`` by the columns they set (added up in ``report``), and the
+    digests settled, by status."""
+    rows: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     settled: dict[str, list[int]] = defaultdict(list)  # status -> digest ids
     for delivery, outcome in group:
-        assert delivery.id is not None
         attempts = delivery.attempts + 1 if outcome.counts else delivery.attempts
         row: dict[str, Any]
         if outcome.ok:
-            row = {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": "", "attempts": attempts}
+            keys, row = _SENT, {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": "", "attempts": attempts}
             report.sent += 1
         elif outcome.permanent:
-            row = {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error, "attempts": attempts}
+            keys, row = _SETTLED, {"status": DeliveryStatus.DEAD.value, "last_error": outcome.error, "attempts": attempts}
             report.dead += 1
         elif not outcome.counts:  # the server was not reached: wait for it, however long it takes
             retry_at = now + policy.unreachable_wait if outcome.tried else now
+            keys = _WAITING
             row = {"status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error}
             report.retrying += 1
             report.unreachable += 1
         elif attempts >= policy.max_attempts:
             gave_up = _line(f"gave up after {attempts} attempts: {outcome.error}")
-            row = {"status": DeliveryStatus.FAILED.value, "last_error": gave_up, "attempts": attempts}
+            keys, row = _SETTLED, {"status": DeliveryStatus.FAILED.value, "last_error": gave_up, "attempts": attempts}
             report.failed += 1
         else:
             retry_at = now + policy.delay(attempts)
+            keys = _RETRY
             row = {
                 "status": DeliveryStatus.PENDING.value, "next_attempt_at": retry_at, "last_error": outcome.error,
                 "attempts": attempts,
             }
             report.retrying += 1
-        rows.append({"b_id": delivery.id, **row})
+        row["b_id"] = delivery.id
+        rows[keys].append(row)
         if delivery.kind == DeliveryKind.DIGEST and row["status"] != DeliveryStatus.PENDING:
             settled[row["status"]].append(delivery.id)
-    # One executemany per set of columns: Core statements, cached once compiled (this runs once per answer).
-    for keys, same in _by_keys(rows).items():
-        conn.execute(_update_by_id(keys), same)
-        log.debug("recorded %d outcomes (%s)", len(same), ", ".join(keys))
-    for status, ids in settled.items():
-        values: dict[str, Any] = {"status": status}
-        if status == DeliveryStatus.SENT:
-            values["sent_at"] = now
-        conn.execute(update(DELIVERY).where(DELIVERY.c.digest_id.in_(ids)).values(**values))
+    return rows, settled
 
 
+@functools.cache
 def _update_by_id(keys: tuple[str, ...]) -> Update:
-    """UPDATE delivery SET <keys> WHERE id = :b_id, for executemany."""
+    """UPDATE delivery SET <keys> WHERE id = :b_id, for executemany (one statement object per set of keys)."""
     columns = [k for k in keys if k != "b_id"]
     return (
         update(DELIVERY)
@@ -444,12 +538,39 @@ def _update_by_id(keys: tuple[str, ...]) -> Update:
     )
 
 
+class _Compiled:
+    """A Core statement compiled once for a dialect, run with many parameter sets on the driver's own cursor.
+
+    ``Connection.execute`` would look the compiled form up again for every write (computing the statement's cache
+    key), and its execution context costs more than the database's work on a few rows; here the compiling is done
+    once and each value goes through its type's bind processor as SQLAlchemy would (an aware datetime becomes what
+    the backend stores). The transaction stays SQLAlchemy's; a failing write discards the connection.
+    """
+
+    def __init__(self, statement: Update, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        names = compiled.positiontup if compiled.positional and compiled.positiontup else list(compiled.binds)
+        self.binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
+
+    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """The driver's parameters for one row of ``values`` (keyed by bind name)."""
+        bound = [(name, values[name] if p is None else p(values[name])) for name, p in self.binds]
+        return tuple(v for _, v in bound) if self.positional else dict(bound)
+
+    def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per row, in one driver call, in ``conn``'s transaction."""
+        parameters: Any = [self.parameters(r) for r in rows]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, parameters)
+            cursor.close()
+        except BaseException:
+            conn.invalidate()  # whatever the error, the connection is not used again
+            raise
+        log.debug("recorded %d outcomes", len(rows))
+
+
 def _line(text: str) -> str:
     return text if len(text) <= 480 else text[:479] + "…"
-
-
-def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[tuple(sorted(row))].append(row)
-    return groups

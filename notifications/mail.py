@@ -11,8 +11,12 @@ The tests read every mail back with the standard library's parser.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import email.utils
+import functools
+import itertools
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -26,7 +30,9 @@ LINE = 78
 WORD_BYTES = 45
 _SPECIALS = set('()<>[]:;@\\,."')
 _ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Base64 body lines: 76 characters (57 bytes) each, as ``base64.encodebytes`` cuts them.
+_BASE64_LINE = re.compile(rb".{1,76}", re.DOTALL)
+_EOL, _BLANK = b"\r\n", b"\r\n\r\n"
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,22 @@ class Sender:
         return self.addr_spec.split("@")[1]
 
 
-def new_message_id(domain: str) -> str:
-    """A fresh, globally unique Message-ID in ``domain``."""
-    return f"<{uuid.uuid4().hex}@{domain}>"
+class _Unique:
+    """Strings no other process and no other call of this one makes: a random token drawn per process, a count."""
+
+    def __init__(self) -> None:
+        self.draw()
+        os.register_at_fork(after_in_child=self.draw)  # a forked child draws its own
+
+    def draw(self) -> None:
+        self.token = uuid.uuid4().hex
+        self.count = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.token}.{next(self.count)}"
+
+
+_unique = _Unique()
 
 
 def display_name(name: str) -> str:
@@ -94,6 +113,7 @@ def _fold(name: str, tokens: list[str], sep: str) -> str:
     return CRLF.join([*lines, line])
 
 
+@functools.lru_cache(maxsize=4096)  # the same subjects and names come back mail after mail
 def unstructured(name: str, value: str) -> str:
     """A text header (Subject): plain words if ASCII, encoded words otherwise; folded."""
     value = header_text(value)
@@ -105,6 +125,7 @@ def unstructured(name: str, value: str) -> str:
     return _fold(name, encoded_words(value, min(first, WORD_BYTES)), "")
 
 
+@functools.lru_cache(maxsize=4096)
 def mailbox(name: str, display: str, addr_spec: str) -> str:
     """A From/To header: ``display <addr>``, the name quoted or encoded as needed (one encoded word at most)."""
     if not _ADDR.fullmatch(addr_spec):
@@ -127,22 +148,52 @@ def _simple(name: str, value: str) -> str:
     return f"{name}: {value}"
 
 
-def _part(content_type: str, text: str, extra: tuple[str, ...] = ()) -> str:
+@functools.lru_cache(maxsize=1024)
+def _same(name: str, value: str) -> str:
+    """``_simple`` for values that come back mail after mail."""
+    return _simple(name, value)
+
+
+def _part(content_type: str, text: str, extra: tuple[str, ...] = ()) -> bytes:
     """A leaf part: 7bit if it is short-lined ASCII text, base64 otherwise; CRLF line ends."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if text.isascii() and not any(_CONTROL.search(line) or len(line) > 900 for line in lines):
-        body, cte = CRLF.join(lines), "7bit"
-    else:
-        encoded = base64.encodebytes(text.encode("utf-8")).decode("ascii")
-        body, cte = encoded.replace("\n", CRLF).rstrip(CRLF), "base64"
+    if text.isascii():
+        lines = text.replace("\r\n", "\n").replace("\r", "\n")
+        if _seven_bit(lines):
+            return b"".join((_part_head(content_type, "7bit", extra), lines.replace("\n", CRLF).encode("ascii"), _EOL))
+    # The text as it is: base64 carries its line ends.
+    return b"".join((_part_head(content_type, "base64", extra), base64_lines(text.encode("utf-8")), _EOL))
+
+
+@functools.lru_cache(maxsize=16)
+def _part_head(content_type: str, cte: str, extra: tuple[str, ...]) -> bytes:
     head = [f'Content-Type: {content_type}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}", *extra]
-    return CRLF.join(head) + CRLF + CRLF + body + CRLF
+    return CRLF.join(head).encode("ascii") + _BLANK
 
 
-def _multipart(subtype: str, parts: list[str]) -> tuple[str, str]:
+def _seven_bit(lines: str) -> bool:
+    """True for ASCII text with no control character but tab and LF, and no line over 900 characters."""
+    if not lines.isascii():
+        return False
+    # Without tabs and LFs, an ASCII text is printable exactly when it holds no control character.
+    return lines.replace("\n", "").replace("\t", "").isprintable() and max(map(len, lines.split("\n"))) <= 900
+
+
+def base64_lines(data: bytes) -> bytes:
+    """``data`` in base64, lines of 76 characters joined by CRLF (as ``base64.encodebytes`` cuts them)."""
+    return _EOL.join(_BASE64_LINE.findall(binascii.b2a_base64(data, newline=False)))
+
+
+@functools.lru_cache(maxsize=64)
+def _date(moment: dt.datetime) -> str:
+    return _simple("Date", email.utils.format_datetime(moment.astimezone(dt.UTC)))
+
+
+def _multipart(subtype: str, parts: list[bytes]) -> tuple[str, bytes]:
     """A Content-Type header and a body joining ``parts``."""
-    boundary = f"=_forumflow_{uuid.uuid4().hex}"  # cannot occur in base64, nor by chance in our text
-    body = "".join(f"--{boundary}{CRLF}{part}" for part in parts) + f"--{boundary}--{CRLF}"
+    # Unguessable outside this process, so it cannot occur in our text even by design; base64 never holds "=_".
+    boundary = f"=_forumflow_{_unique.next()}"
+    line = f"--{boundary}\r\n".encode("ascii")
+    body = b"".join([piece for part in parts for piece in (line, part)]) + f"--{boundary}--\r\n".encode("ascii")
     return _fold("Content-Type", [f"multipart/{subtype};", f'boundary="{boundary}"'], " "), body
 
 
@@ -165,18 +216,18 @@ def build_mail(
             'text/calendar; method=PUBLISH; name="deadline.ics"', rendered.ics.decode("utf-8"),
             ('Content-Disposition: attachment; filename="deadline.ics"',),
         )
-        inner = f"{content_type}{CRLF}{CRLF}{body}"
+        inner = content_type.encode("ascii") + _BLANK + body
         content_type, body = _multipart("mixed", [inner, ics])
     headers = [
         mailbox("From", sender.name, sender.addr_spec),
         mailbox("To", to_name, to_email),
         unstructured("Subject", rendered.subject),
-        _simple("Date", email.utils.format_datetime(date.astimezone(dt.UTC))),
+        _date(date),
         _simple("Message-ID", message_id),
-        _simple("Auto-Submitted", "auto-generated"),
-        _simple("Content-Language", rendered.language),
-        *([_simple("X-Forumflow-Proposal", str(proposal_id))] if proposal_id is not None else []),
+        _same("Auto-Submitted", "auto-generated"),
+        _same("Content-Language", rendered.language),
+        *([_same("X-Forumflow-Proposal", str(proposal_id))] if proposal_id is not None else []),
         "MIME-Version: 1.0",
         content_type,
     ]
-    return (CRLF.join(headers) + CRLF + CRLF + body).encode("ascii")
+    return CRLF.join(headers).encode("ascii") + _BLANK + body

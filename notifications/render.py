@@ -7,6 +7,10 @@ Templates live in ``notifications/templates/<lang>/``:
   labels.txt            translated state, action and text-field labels, and the system's name
 A template missing in a language falls back to English; an action without a template of its own uses
 ``events/_generic.txt``. Sentences are plain text and are escaped when they enter the HTML layouts.
+
+A mail about an event is rendered once per kind of reader (the event, the reader's language, zone, part in it and
+preference) as a ``Layout`` that each mail fills with its reader's name; the templates themselves are prepared
+(``notifications.prepared``): rendered once per shape of their variables and filled in after that.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import gettext
 import logging
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,12 +34,14 @@ from babel.numbers import format_percent
 from icalendar import Alarm, Calendar
 from icalendar import Event as CalendarEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+from markupsafe import escape
 
 from config.definition import ForumDefinition
 from config.settings import DEFAULT_BASE_URL
 from models.lifecycle import SYSTEM
-from models.tables import Event, Member, Proposal
+from models.tables import Event, Proposal
 from models.textdiff import ChangeSummary
+from notifications import prepared
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,8 @@ LANGUAGES = ("en", "ru", "zh")
 FALLBACK_LANGUAGE = "en"
 SUBJECT_MAX = 200
 UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# Kinds of reader whose layouts a Renderer keeps; deliveries of one event are claimed together.
+LAYOUTS_KEPT = 1024
 
 
 @functools.cache
@@ -65,7 +74,26 @@ def header_text(value: str, limit: int = SUBJECT_MAX) -> str:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
-def member_zone(member: Member) -> dt.tzinfo:
+class Reader(Protocol):
+    """Whom a mail is for, as rendering reads them (a ``Member`` is one)."""
+
+    @property
+    def handle(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def language(self) -> str: ...
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def notify(self) -> str: ...
+
+
+def member_zone(member: Reader) -> dt.tzinfo:
     """The member's time zone (UTC if the stored name is unknown)."""
     try:
         return ZoneInfo(member.timezone)
@@ -74,7 +102,7 @@ def member_zone(member: Member) -> dt.tzinfo:
         return dt.UTC
 
 
-def language_of(member: Member) -> str:
+def language_of(member: Reader) -> str:
     """The member's language if the package speaks it, else English."""
     return member.language if member.language in LANGUAGES else FALLBACK_LANGUAGE
 
@@ -122,6 +150,45 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """A mail about one event for readers of one kind, rendered once; each mail fills in its reader's name.
+
+    ``text`` and ``html`` are the mail's text and HTML cut where the reader's name goes.
+    """
+
+    subject: str
+    text: tuple[str, ...]
+    html: tuple[str, ...]
+    language: str
+    ics: bytes | None = None
+
+    @classmethod
+    def of(
+        cls, subject: str, text: prepared.Rendering, html: prepared.Rendering, language: str, ics: bytes | None = None
+    ) -> Layout:
+        """The layout of renderings with holes (``notifications.prepared``): every hole filled but the name."""
+        return cls(subject, _cut_at_name(*text), _cut_at_name(*html), language, ics)
+
+    def fill(self, name: str) -> Rendered:
+        """The mail for a reader called ``name`` (escaped in the HTML, as the template would)."""
+        return Rendered(self.subject, name.join(self.text), str(escape(name)).join(self.html), self.language, self.ics)
+
+
+def _cut_at_name(pieces: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
+    """Pieces split at holes, every hole but the name's filled in, cut where the name goes."""
+    cuts, current = [], []
+    for i, piece in enumerate(pieces):
+        if i % 2 == 0:
+            current.append(piece)
+        elif piece == "name":
+            cuts.append("".join(current))
+            current = []
+        else:
+            current.append(values[piece])
+    return (*cuts, "".join(current))
+
+
+@dataclass(frozen=True)
 class EventView:
     """What the renderer needs about one event, loaded by the caller."""
 
@@ -139,9 +206,26 @@ class _Said:
     """An event as one kind of reader sees it: template variables, headline, lead sentence, what to do."""
 
     ctx: dict[str, Any]
-    headline: str
+    subject: str  # as the event template says it
     lead: str
     todo: str
+
+    @property
+    def headline(self) -> str:
+        """The subject as a header holds it."""
+        return header_text(self.subject)
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What the templates of one event say the same way to every reader in one language."""
+
+    ctx: dict[str, Any]
+    earlier: dict[str, Any] | None  # for earlier endorsers: what changed since
+    moments: dict[str, dt.datetime | None]
+
+
+ROLE_FLAGS = ("is_author", "is_chair", "is_head", "is_presiding", "is_earlier_endorser")
 
 
 class Renderer:
@@ -157,12 +241,23 @@ class Renderer:
         self._slas = {s.name: s.sla_days for s in definition.workflow.states}
         self._groups = {g.key: g for g in definition.working_groups}
         self._label_modules: dict[str, Any] = {}
+        self._templates: dict[tuple[Any, ...], Template] = {}
+        self._zones: dict[tuple[str, str, str], tuple[str, dt.tzinfo]] = {}  # (handle, language, zone name)
+        self._roles_read: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._bases: dict[tuple[Any, ...], _Base] = {}
+        self._named: dict[tuple[Any, ...], bool] = {}
         self._said_cache: dict[tuple[Any, ...], _Said] = {}
+        self.layouts_made = 0  # kinds of reader whose mail was rendered (tests, benches)
+        self._layouts: OrderedDict[tuple[Any, ...], Layout] = OrderedDict()
 
     # ------------------------------------------------------------------ templates
     def _select(self, lang: str, *names: str) -> Template:
-        candidates = [f"{lng}/{name}" for name in names for lng in dict.fromkeys((lang, FALLBACK_LANGUAGE))]
-        return self.env.select_template(candidates)
+        key = (self.env, lang, names)
+        template = self._templates.get(key)
+        if template is None:
+            candidates = [f"{lng}/{name}" for name in names for lng in dict.fromkeys((lang, FALLBACK_LANGUAGE))]
+            template = self._templates[key] = self.env.select_template(candidates)
+        return template
 
     def _labels(self, lang: str) -> Any:
         if lang not in self._label_modules:
@@ -195,13 +290,18 @@ class Renderer:
         return f"{self.base_url}/proposals/{proposal.id}/actions/{action}" if action else ""
 
     # ------------------------------------------------------------------ one event
-    def _reader(self, view: EventView, member: Member) -> tuple[str, dt.tzinfo, tuple[bool, ...]]:
+    def _reader(self, view: EventView, member: Reader) -> tuple[str, dt.tzinfo, tuple[bool, ...]]:
         """What, besides the event, changes the words: language, zone and the member's part in it."""
         p = view.proposal
         earlier = (view.event.payload or {}).get("earlier_endorsers")
-        role = (member.handle == p.author, member.handle == view.chair, member.handle in view.heads,
-                member.handle in view.presiding_heads, isinstance(earlier, list) and member.handle in earlier)
-        return language_of(member), member_zone(member), role
+        handle = member.handle
+        role = (handle == p.author, handle == view.chair, handle in view.heads,
+                handle in view.presiding_heads, isinstance(earlier, list) and handle in earlier)
+        key = (handle, member.language, member.timezone)
+        reads = self._zones.get(key)
+        if reads is None:
+            reads = self._zones[key] = (language_of(member), member_zone(member))
+        return reads[0], reads[1], role
 
     def _earlier(self, view: EventView, lang: str) -> dict[str, Any] | None:
         """For a head who endorsed the previous round's text: what changed since, in brief (None if unknown)."""
@@ -227,15 +327,48 @@ class Renderer:
             "diff_url": self.proposal_url(p.id, **{"from": change.from_version, "to": change.to_version}),
         }
 
-    def _event_context(self, view: EventView, lang: str, tz: dt.tzinfo, role: tuple[bool, ...]) -> dict[str, Any]:
-        """The variables of the event templates; nothing in them depends on who the reader is but ``role``."""
+    def _moments(self, view: EventView) -> dict[str, dt.datetime | None]:
+        """The moments a mail about the event shows in the reader's zone, None where there is none."""
+        deadline = self._deadline(view)
+        return {
+            "at": view.event.at, "deadline": deadline, "deadline_day": deadline,
+            "due": _parse_time((view.event.payload or {}).get("due")),
+        }
+
+    @staticmethod
+    def _zoned(moments: dict[str, dt.datetime | None], lang: str, tz: dt.tzinfo) -> dict[str, str]:
+        """``moments`` as the reader reads them ("" where there is none)."""
+        return {
+            name: "" if moment is None else (format_day if name == "deadline_day" else format_when)(moment, lang, tz)
+            for name, moment in moments.items()
+        }
+
+    def _event_context(
+        self, view: EventView, lang: str, role: tuple[bool, ...], zoned: dict[str, str]
+    ) -> dict[str, Any]:
+        """The variables of the event templates; nothing in them depends on the reader but ``role`` and ``zoned``."""
+        base = self._event_base(view, lang)
+        return {
+            **base.ctx, **zoned,
+            "is_author": role[0],
+            "is_chair": role[1],
+            "is_head": role[2],
+            "is_presiding": role[3],
+            "is_earlier_endorser": role[4],
+            "earlier": base.earlier if role[4] else None,
+        }
+
+    def _event_base(self, view: EventView, lang: str) -> _Base:
+        """The variables of the event templates that are the same for every reader in ``lang`` (kept per event)."""
+        key = (view.event.id, lang)
+        found = self._bases.get(key) if view.event.id is not None else None
+        if found is not None:
+            return found
         ev, p = view.event, view.proposal
         payload = ev.payload or {}
-        deadline = self._deadline(view)
-        due = _parse_time(payload.get("due"))
         percent = payload.get("percent")
         level = payload.get("level")
-        return {
+        base = {
             "lang": lang,
             "forum": self.definition.forum.name,
             "forum_key": self.forum_key,
@@ -249,10 +382,6 @@ class Renderer:
             "action_label": self._action(ev.action, lang),
             "state": self._state(ev.to_state, lang),
             "from_state": self._state(ev.from_state, lang) if ev.from_state else "",
-            "at": format_when(ev.at, lang, tz),
-            "deadline": format_when(deadline, lang, tz) if deadline else "",
-            "deadline_day": format_day(deadline, lang, tz) if deadline else "",
-            "due": format_when(due, lang, tz) if due else "",
             "comment": ev.comment,
             "percent": format_percent(percent / 100, locale=lang) if isinstance(percent, int) else "",
             "offset": _days(payload.get("offset_days"), lang),
@@ -261,28 +390,32 @@ class Renderer:
             "region": region_label(str(payload["region"]), lang) if payload.get("region") else "",
             "from_region": region_label(str(payload["from_region"]), lang) if payload.get("from_region") else "",
             "to_region": region_label(str(payload["to_region"]), lang) if payload.get("to_region") else "",
-            "is_author": role[0],
-            "is_chair": role[1],
-            "is_head": role[2],
-            "is_presiding": role[3],
-            "is_earlier_endorser": role[4],
             "text_version": payload.get("text_version", p.text_version),
-            "earlier": self._earlier(view, lang) if role[4] else None,
         }
+        found = _Base(base, self._earlier(view, lang) if payload.get("earlier_endorsers") else None, self._moments(view))
+        if view.event.id is not None:
+            if len(self._bases) >= LAYOUTS_KEPT:
+                self._bases.pop(next(iter(self._bases)))
+            self._bases[key] = found
+        return found
 
-    def _said(self, view: EventView, member: Member) -> _Said:
+    def _said(self, view: EventView, member: Reader) -> _Said:
         """The event's context and sentences for this kind of reader, rendered once per kind."""
         lang, tz, role = self._reader(view, member)
+        return self._said_as(view, lang, tz, role)
+
+    def _said_as(self, view: EventView, lang: str, tz: dt.tzinfo, role: tuple[bool, ...]) -> _Said:
         key = (view.event.id, lang, tz, role)
         said = self._said_cache.get(key) if view.event.id is not None else None
         if said is None:
-            ctx = self._event_context(view, lang, tz, role)
-            module = self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt").make_module(ctx)
+            ctx = self._event_context(view, lang, role, self._zoned(self._event_base(view, lang).moments, lang, tz))
+            template = self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt")
+            module = prepared.module(template, ctx)
             said = _Said(
                 ctx=ctx,
-                headline=header_text(str(module.subject)),  # type: ignore[attr-defined]
-                lead=" ".join(str(module.lead).split()),  # type: ignore[attr-defined]
-                todo=" ".join(str(getattr(module, "todo", "")).split()),
+                subject=module["subject"],
+                lead=" ".join(module["lead"].split()),
+                todo=" ".join(module.get("todo", "").split()),
             )
             if len(self._said_cache) >= 2048:  # deliveries of one event come together: old entries are done
                 self._said_cache.pop(next(iter(self._said_cache)))
@@ -290,9 +423,11 @@ class Renderer:
                 self._said_cache[key] = said
         return said
 
-    def context(self, view: EventView, member: Member) -> dict[str, Any]:
+    def context(self, view: EventView, member: Reader) -> dict[str, Any]:
         """Every variable the message layouts may use, for ``member``."""
-        said = self._said(view, member)
+        return self._layout_context(self._said(view, member), member)
+
+    def _layout_context(self, said: _Said, member: Reader) -> dict[str, Any]:
         subject = header_text(f"[{self.forum_key}] {said.headline}")
         return {
             **said.ctx, "name": member.name, "preference": member.notify,
@@ -310,14 +445,58 @@ class Renderer:
             return ev.at + dt.timedelta(days=sla) if sla else None
         return p.deadline if p.state == ev.to_state else None
 
-    def event_message(self, view: EventView, member: Member) -> Rendered:
+    def event_message(self, view: EventView, member: Reader) -> Rendered:
         """The mail telling ``member`` about one event."""
+        return self.event_layout(view, member).fill(member.name)
+
+    def event_layout(self, view: EventView, member: Reader) -> Layout:
+        """The mail about one event for readers like ``member``: rendered once per kind of reader, then kept."""
+        lang, tz, role = self._reader(view, member)
+        role = self._role_read(view, lang, role)
+        texts = (self._select(lang, "message.txt"), self._select(lang, "message.html"))
+        named = self._named.get((self.env, lang))
+        if named is None:  # the name is a hole in the layouts unless it is empty or read as a value
+            named = self._named[(self.env, lang)] = any(
+                "name" in prepared.usage(t).values or not prepared.usage(t).followed for t in texts
+            )
+        name = member.name
+        key = (view.event.id, lang, tz, role, member.notify, name if named else bool(name))
+        layout = self._layouts.get(key) if view.event.id is not None else None
+        if layout is None:
+            self.layouts_made += 1
+            ctx = self._layout_context(self._said_as(view, lang, tz, role), member)
+            ics = self._ics(view, ctx) if view.event.action == "remind" else None
+            layout = Layout.of(ctx["subject"], prepared.render(texts[0], ctx), prepared.render(texts[1], ctx), lang, ics)
+            if view.event.id is not None:
+                if len(self._layouts) >= LAYOUTS_KEPT:
+                    self._layouts.popitem(last=False)
+                self._layouts[key] = layout
+        return layout
+
+    def direct_layout(self, view: EventView, member: Reader) -> Layout:
+        """The mail about one event for ``member``, rendered by jinja2 with every value (what the tests compare to)."""
         ctx = self.context(view, member)
         lang = ctx["lang"]
         text = self._select(lang, "message.txt").render(ctx)
         html = self._select(lang, "message.html").render(ctx)
         ics = self._ics(view, ctx) if view.event.action == "remind" else None
-        return Rendered(ctx["subject"], text, html, lang, ics)
+        return Layout(ctx["subject"], (text,), (html,), lang, ics)
+
+    def _role_read(self, view: EventView, lang: str, role: tuple[bool, ...]) -> tuple[bool, ...]:
+        """``role`` with False for the flags that neither the event's template nor the layouts read."""
+        key = (self.env, lang, view.event.action)
+        read = self._roles_read.get(key)
+        if read is None:
+            templates = (
+                self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt"),
+                self._select(lang, "message.txt"),
+                self._select(lang, "message.html"),
+            )
+            uses = [prepared.usage(t) for t in templates]
+            read = frozenset(ROLE_FLAGS) if not all(u.followed for u in uses) else frozenset().union(*(u.reads for u in uses))
+            read |= {"is_earlier_endorser"}  # it also decides whether ``earlier`` is given
+            self._roles_read[key] = read
+        return tuple(flag and name in read for flag, name in zip(role, ROLE_FLAGS, strict=True))
 
     def _ics(self, view: EventView, ctx: Mapping[str, Any]) -> bytes | None:
         """A calendar entry for the deadline a reminder is about (same UID for every reminder of it)."""
@@ -346,7 +525,7 @@ class Renderer:
         return bytes(cal.to_ical())
 
     # ------------------------------------------------------------------ digests
-    def digest_message(self, member: Member, views: Sequence[EventView], *, day: dt.date) -> Rendered:
+    def digest_message(self, member: Reader, views: Sequence[EventView], *, day: dt.date) -> Rendered:
         """One member's daily digest of ``views`` (oldest first)."""
         lang, tz = language_of(member), member_zone(member)
         items = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import re
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -10,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.errors import InvalidInputError
-from notifications.mail import Sender, build_mail, display_name
+from notifications.mail import Sender, _seven_bit, base64_lines, build_mail, display_name
 from notifications.render import Rendered, header_text
 from tests.factories import T0
 
@@ -110,3 +113,43 @@ def test_structure_and_encodings() -> None:
     assert ics.get_param("method") == "PUBLISH" and "SUMMARY:П" in ics.get_content()
     assert msg["Auto-Submitted"] == "auto-generated" and msg["X-Forumflow-Proposal"] == "7"
     assert msg["From"].addresses[0].display_name == "Forum"
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_base64_bodies_are_cut_as_the_standard_library_cuts_them(data: bytes) -> None:
+    expected = base64.encodebytes(data).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+
+    assert base64_lines(data) == expected
+
+
+def test_boundaries_are_never_made_twice_not_even_by_a_forked_child() -> None:
+    def boundaries(n: int) -> set[str]:
+        return {str(parse(mail()).get_boundary()) for _ in range(n)}
+
+    before = boundaries(200)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its boundaries go back through the pipe
+        os.write(writer, "\n".join(boundaries(200)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    after = boundaries(200)
+
+    assert len(before) == len(child) == len(after) == 200
+    assert not (before & child) and not (child & after) and not (before & after)
+    assert all(re.fullmatch(r"=_forumflow_[0-9a-f]{32}\.\d+", b) for b in before | child)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(st.sampled_from("ab \t\n\x00\x1f\x7f\x0b\x0c~é\u2028"), max_size=40), long=st.integers(0, 910))
+def test_seven_bit_means_ascii_no_control_character_but_tab_and_no_line_over_900(text: str, long: int) -> None:
+    lines = (text + "x" * long).replace("\r\n", "\n").replace("\r", "\n")
+    expected = lines.isascii() and not any(
+        len(line) > 900 or any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in line) for line in lines.split("\n")
+    )
+
+    assert _seven_bit(lines) == expected
