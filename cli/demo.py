@@ -35,7 +35,7 @@ from cli.events import event_note
 from config.definition import ForumDefinition
 from config.settings import Settings
 from models import Lifecycle, create_schema, events_of, make_engine, session_scope, sync_definition
-from models.review import due_ids, sweep
+from models.review import due_ids, next_due, sweep
 from models.tables import Event, Proposal, ProposalCreate
 from models.texts import text_edit
 
@@ -68,21 +68,32 @@ class Story:
     review_events: Counter[str] = field(default_factory=Counter)
     mails: int = 0
 
-    def _hour(self, session: Session, at: dt.datetime) -> None:
-        due = bool(due_ids(session, self.lifecycle, at))
-        session.rollback()  # ends the read: the review and the actions write through connections of their own
-        if due:
-            counts = self.review(at)
-            self.review_runs += 1
-            self.review_events.update({k: v for k, v in counts.items() if k not in ("proposals", "skipped")})
-            self.mails += self.dispatch(at)
+    def _review(self, at: dt.datetime) -> None:
+        counts = self.review(at)
+        self.review_runs += 1
+        self.review_events.update({k: v for k, v in counts.items() if k not in ("proposals", "skipped")})
+        self.mails += self.dispatch(at)
 
     def wait_until(self, when: dt.datetime) -> None:
-        """Move the clock to ``when``, running the review at every full hour on the way when it has work due."""
+        """Move the clock to ``when``, running the review at every full hour on the way when it has work due.
+
+        The story does nothing while it waits, so only the review writes: ``next_due`` says when the review next
+        finds work, and the hours before it, which would find none, are passed over.
+        """
         hour = self.now.replace(minute=0, second=0, microsecond=0) + HOUR
-        with Session(self.engine) as session:  # one session checks all the hours (each in a read of its own)
+        with Session(self.engine) as session:  # each question in a read of its own: the review writes in between
             while hour <= when:
-                self._hour(session, hour)
+                due = next_due(session, self.lifecycle, hour)
+                session.rollback()
+                if due is None or due > when:
+                    break
+                hour = max(hour, _full_hour_from(due))
+                if hour > when:
+                    break
+                if due_ids(session, self.lifecycle, hour):
+                    session.rollback()
+                    self._review(hour)
+                session.rollback()
                 hour += HOUR
         self.now = max(self.now, when)
 
@@ -214,6 +225,12 @@ def play(st: Story) -> None:
     st.act("agro", "report_progress", "zhao.lei", comment="Terminal in operation; first shipments to Harbin.", percent=100)
     st.act("agro", "complete", "kuznetsov")
     st.wait_until(END)
+
+
+def _full_hour_from(at: dt.datetime) -> dt.datetime:
+    """``at`` if it is a full hour, else the next full hour."""
+    floor = at.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == at else floor + HOUR
 
 
 def _fresh(path: Path) -> None:

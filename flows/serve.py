@@ -49,6 +49,11 @@ OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 # Services a temporary server for one-off flow runs goes without (PREFECT_SERVER_SERVICES_<NAME>_ENABLED=false).
 LEAN_SERVER_OFF = ("TRIGGERS", "FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS")
+# Services of a temporary server that keep what they record until it stops (they write it all then): on SQLite
+# their writes, each between two API requests, made the server refuse a request now and then ("database is
+# locked": 503), which Prefect's client retries after two seconds.
+LEAN_SERVER_HELD = ("EVENT_PERSISTER", "TASK_RUN_RECORDER")
+LEAN_HOLD = (("BATCH_SIZE", "100000"), ("FLUSH_INTERVAL", "86400"))
 
 
 class ServerError(ForumflowError):
@@ -170,7 +175,8 @@ def launch_server(settings: Settings, *, port: int = DEFAULT_PORT, lean: bool = 
     on the shared home, with nobody to run them), late-run marking, the services in ``LEAN_SERVER_OFF`` (automations,
     work pools, cancellations, pauses: nothing a run of a few seconds that its caller waits for uses) and the
     registration of Prefect's block types (not memoised then, so that a full server on the same home still
-    registers them). The services that record task runs and events from the runs' events still run.
+    registers them). The services that record task runs and events from the runs' events hold them until the
+    server stops (``LEAN_SERVER_HELD``).
     """
     prepare_environment(settings)
     home = Path(os.environ["PREFECT_HOME"])
@@ -185,6 +191,7 @@ def launch_server(settings: Settings, *, port: int = DEFAULT_PORT, lean: bool = 
         cmd += ["--no-ui", "--no-scheduler", "--no-late-runs"]
         env |= {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
         env |= {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in LEAN_SERVER_OFF}
+        env |= {f"PREFECT_SERVER_SERVICES_{name}_{knob}": value for name in LEAN_SERVER_HELD for knob, value in LEAN_HOLD}
     log.info("starting Prefect server: %s (log: %s)", " ".join(cmd), log_path)
     # Its own session: Ctrl-C in the terminal reaches the runner only, which then pauses its deployments on the
     # still-running server before ``stop`` ends the server.
@@ -382,30 +389,6 @@ def _flush_to_server() -> None:
         log.debug("cannot flush Prefect's events or logs: %s", exc)
 
 
-def _task_runs(api_url: str) -> int:
-    """How many task runs the server at ``api_url`` has recorded."""
-    request = urllib.request.Request(  # noqa: S310 - the temporary server's loopback http URL, built here
-        f"{api_url}/task_runs/count", data=b"{}", headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback http URL built here
-        return int(json.loads(resp.read()))
-
-
-def _settle(api_url: str, *, pause: float = 0.3, limit: float = 5.0) -> None:
-    """Wait until the server's count of task runs holds still across ``pause`` seconds (at most ``limit``)."""
-    deadline = time.monotonic() + limit
-    try:
-        seen = _task_runs(api_url)
-        while time.monotonic() < deadline:
-            time.sleep(pause)
-            now = _task_runs(api_url)
-            if now == seen:
-                return
-            seen = now
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # the server is going anyway: only its history is at stake
-        log.debug("cannot count the task runs on the temporary server: %s", exc)
-
-
 def configured_api_url() -> str | None:
     """``PREFECT_API_URL`` from the environment, or from Prefect's settings in force when prefect is already imported."""
     if url := os.environ.get("PREFECT_API_URL"):
@@ -445,15 +428,9 @@ class RunServer:
         return self
 
     def close(self) -> None:
-        """Close the shared client (if opened) after sending the runs' events and logs.
-
-        A temporary server, about to stop, is first given the moment it takes to record the task runs from those
-        events (until its count of task runs holds still).
-        """
+        """Close the shared client (if opened) after sending the runs' events and logs."""
         if self._client is not None:
             _flush_to_server()
-            if self.server is not None:
-                _settle(self.api_url)
             self._client.close()
             self._client = None
 
