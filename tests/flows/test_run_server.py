@@ -90,11 +90,17 @@ def test_a_record_that_is_not_one_is_ignored(tmp_path: Path, content: str) -> No
     assert recorded_server(settings) is None
 
 
-def test_flow_runs_use_the_recorded_server_before_prefect_settings(tmp_path: Path) -> None:
+def test_flow_runs_use_the_recorded_server_then_prefect_api_url_then_prefect_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     settings.data_dir.mkdir()
     with flow_runs(settings) as server:
         assert (server.origin, server.api_url, server.server) == ("settings", _current_api_url(), None)
+    monkeypatch.setenv("PREFECT_API_URL", _current_api_url())
+    with flow_runs(settings) as server:
+        assert (server.origin, server.api_url, server.server) == ("environment", _current_api_url(), None)
+        assert server.ready() is server
     record_server(settings, _current_api_url())
     with flow_runs(settings) as server:
         assert (server.origin, server.server) == ("serve", None)
