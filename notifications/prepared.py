@@ -21,12 +21,14 @@ import functools
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import Template, meta, nodes
 from markupsafe import escape
+
+V = TypeVar("V")
 
 # A hole: private-use marks around a variable's name and a token drawn per process, which no text holds by chance
 # (nor by design: nobody outside the process knows it). Escaping leaves it as it is.
@@ -172,10 +174,18 @@ def _split(output: str) -> tuple[str, ...] | None:
     return None if any(HOLE_MARK in piece for piece in pieces[::2]) else pieces
 
 
-def _keep(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
-    if len(cache) >= SHAPES_KEPT:
-        cache.popitem(last=False)
-    cache[key] = value
+def _shaped(caches: dict[Template, OrderedDict[tuple[Any, ...], V]], template: Template, shape: tuple[Any, ...],
+            make: Callable[[], V]) -> V:
+    """What ``make()`` gives for ``template`` in ``shape``, made once and kept (at most SHAPES_KEPT shapes a template)."""
+    shapes = caches.get(template)
+    if shapes is None:
+        shapes = caches[template] = OrderedDict()
+    if shape in shapes:
+        return shapes[shape]
+    made = shapes[shape] = make()
+    if len(shapes) > SHAPES_KEPT:
+        shapes.popitem(last=False)
+    return made
 
 
 def _escaped(value: Any) -> str:
@@ -201,14 +211,7 @@ def render(template: Template, ctx: Mapping[str, Any]) -> Rendering:
     if read is None:
         return (template.render(ctx),), {}
     shape, values = read
-    shapes = _shapes.get(template)
-    if shapes is None:
-        shapes = _shapes[template] = OrderedDict()
-    if shape in shapes:
-        pieces = shapes[shape]
-    else:
-        pieces = _split(template.render(_holed(use, ctx)))
-        _keep(shapes, shape, pieces)
+    pieces = _shaped(_shapes, template, shape, lambda: _split(template.render(_holed(use, ctx))))
     if pieces is None:
         return (template.render(ctx),), {}
     return pieces, values
@@ -221,18 +224,16 @@ def module(template: Template, ctx: Mapping[str, Any]) -> dict[str, str]:
     if read is None:
         return _exports(template, ctx)
     shape, values = read
-    shapes = _module_shapes.get(template)
-    if shapes is None:
-        shapes = _module_shapes[template] = OrderedDict()
-    if shape in shapes:
-        exported = shapes[shape]
-    else:
-        split = {name: _split(text) for name, text in _exports(template, _holed(use, ctx)).items()}
-        exported = None if any(p is None for p in split.values()) else {k: p for k, p in split.items() if p is not None}
-        _keep(shapes, shape, exported)
+    exported = _shaped(_module_shapes, template, shape, lambda: _split_exports(_exports(template, _holed(use, ctx))))
     if exported is None:
         return _exports(template, ctx)
     return {name: fill(pieces, values) for name, pieces in exported.items()}
+
+
+def _split_exports(texts: dict[str, str]) -> dict[str, tuple[str, ...]] | None:
+    """Each exported text split at its holes; None when one cannot be."""
+    split = {name: _split(text) for name, text in texts.items()}
+    return None if any(p is None for p in split.values()) else {k: p for k, p in split.items() if p is not None}
 
 
 def _exports(template: Template, ctx: Mapping[str, Any]) -> dict[str, str]:

@@ -5,15 +5,12 @@ Each statement costs more in Python (SQLAlchemy) than in the database; these bud
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from models import Lifecycle
 from tests.factories import make_proposal
+from tests.models.conftest import counted
 from tests.web.api_support import API, bearer, etag, token_for
 from tests.web.conftest import Clock, sign_in
 
@@ -25,21 +22,6 @@ PAGE_BUDGET = 9
 # An endorsement through the API with a Bearer token: the token with its member; the lifecycle's read and its three
 # writes; then the answer: the current text's author, the actions possible (the roster's generation, the decisions).
 ACTION_BUDGET = 8
-
-
-@contextmanager
-def counted(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on ``engine`` inside the block."""
-    seen: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_the_proposal_page_in_a_round(client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock) -> None:

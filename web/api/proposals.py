@@ -298,7 +298,7 @@ def take_action(
         if isinstance(exc, ConflictError):
             raise _stale(db, exc) from None
         raise
-    p = kept[-1] if kept else find_proposal(db, proposal_id)  # the row apply read and changed
+    (p,) = kept  # the row apply read and changed
     # Commit now: the write lock (SQLite) is held from the first write to the commit, and the answer need not be
     # built under it. The answer is the proposal as this action left it, with the actions possible once it is in.
     db.commit()
