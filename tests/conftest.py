@@ -7,7 +7,9 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
@@ -68,7 +70,11 @@ def postgres_url() -> str | None:
     return url
 
 
-def _postgres_engine() -> Iterator[Engine]:
+@contextmanager
+def postgres_schema() -> Iterator[tuple[str, str, str]]:
+    """A PostgreSQL schema of its own, dropped afterwards: (server URL, schema, a forumflow database URL using it).
+
+    Skips the test when no PostgreSQL URL is set (outside CI)."""
     url = postgres_url()
     if not url:
         pytest.skip(f"{POSTGRES_ENV} not set")
@@ -76,14 +82,21 @@ def _postgres_engine() -> Iterator[Engine]:
     admin = make_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(normalise_url(url), schema=schema)
     try:
-        yield engine
+        yield url, schema, f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
     finally:
-        engine.dispose()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def _postgres_engine() -> Iterator[Engine]:
+    with postgres_schema() as (url, schema, _):
+        engine = make_engine(normalise_url(url), schema=schema)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

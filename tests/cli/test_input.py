@@ -5,19 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cli.main import app
-from models import make_engine
 from tests.cli.conftest import Invoke, Result
-from tests.conftest import postgres_url
+from tests.conftest import postgres_schema
 from tests.factories import ONE_HEAD_PER_STATE
 
 # The CLI's wall clock here: in Pavlodar Region's presiding term (KZ-55, 2026-2028).
@@ -32,29 +28,20 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("FORUMFLOW_DATABASE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setattr("cli.main.now_utc", lambda: CLOCK)
-    db: list[str] = []
-    admin = None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    if request.param == "postgres":
-        url = postgres_url()
-        if not url:
-            pytest.skip("FORUMFLOW_TEST_POSTGRES_URL not set")
-        admin = make_engine(url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in url else "?"
-        db = ["--db", f"{url}{sep}options={quote(f'-csearch_path={schema}')}"]
     runner = CliRunner()
 
-    def invoke(*args: str) -> Result:
-        r = runner.invoke(app, [*db, *args], catch_exceptions=False)
-        return Result(r.exit_code, r.stdout, r.stderr)
+    def invoker(db: list[str]) -> Invoke:
+        def invoke(*args: str) -> Result:
+            r = runner.invoke(app, [*db, *args], catch_exceptions=False)
+            return Result(r.exit_code, r.stdout, r.stderr)
 
-    yield invoke
-    if admin is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        return invoke
+
+    if request.param != "postgres":
+        yield invoker([])
+        return
+    with postgres_schema() as (_, _, url):
+        yield invoker(["--db", url])
 
 
 def one_line_error(r: Result, code: int) -> str:

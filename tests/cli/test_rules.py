@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cli.main import app
-from models import make_engine
 from tests.cli.conftest import Invoke, Result
-from tests.conftest import postgres_url
+from tests.conftest import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -24,29 +20,19 @@ def cli_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     """``forumflow`` in-process on a fresh SQLite file, or on a PostgreSQL schema of its own."""
     monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("COLUMNS", "200")
-    schema = None
-    if request.param == "sqlite":
-        monkeypatch.delenv("FORUMFLOW_DATABASE_URL", raising=False)
-    else:
-        url = postgres_url()
-        if not url:
-            pytest.skip("FORUMFLOW_TEST_POSTGRES_URL not set")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        admin = make_engine(url)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        monkeypatch.setenv("FORUMFLOW_DATABASE_URL", f"{url}?options={quote(f'-csearch_path={schema}')}")
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:
         r = runner.invoke(app, list(args), catch_exceptions=False, env=dict(os.environ))
         return Result(r.exit_code, r.stdout, r.stderr)
 
-    yield invoke
-    if schema is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    if request.param == "sqlite":
+        monkeypatch.delenv("FORUMFLOW_DATABASE_URL", raising=False)
+        yield invoke
+        return
+    with postgres_schema() as (_, _, url):
+        monkeypatch.setenv("FORUMFLOW_DATABASE_URL", url)
+        yield invoke
 
 
 def show(cli: Invoke, pid: str) -> dict:

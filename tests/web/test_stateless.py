@@ -9,18 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from models.db import make_engine
 from notifications.signin import SIGN_IN_PATH
-from tests.conftest import postgres_url
+from tests.conftest import postgres_schema
 from web.security import SESSION_COOKIE
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -37,20 +34,8 @@ def _free_port() -> int:
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[str]:
     """A PostgreSQL schema of its own, as a forumflow database URL."""
-    url = postgres_url()
-    if not url:
-        pytest.skip("FORUMFLOW_TEST_POSTGRES_URL not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
+    with postgres_schema() as (_, _, url):
+        yield url
 
 def _env(tmp_path: Path, base_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORUMFLOW_")}
