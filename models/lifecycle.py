@@ -412,7 +412,11 @@ class Lifecycle:
 
     def allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[AllowedAction]:
         """The actions possible on ``proposal`` at ``now`` and who may take each (system actions excluded)."""
-        ctx = self._context(session, proposal, utc(now))
+        return self._allowed(self._context(session, proposal, utc(now)))
+
+    def _allowed(self, ctx: _Context) -> list[AllowedAction]:
+        """The actions possible on the proposal in ``ctx`` and who may take each (system actions excluded)."""
+        proposal = ctx.proposal
         out = []
         for name in self.triggers(proposal.state):
             action = self.actions[name]
@@ -422,6 +426,22 @@ class Lifecycle:
         if proposal.state in self.edit_action.source:
             out.append(AllowedAction(EDIT, self.edit_action.label, self._holders(ctx, self.edit_action)))
         return out
+
+    def _allowed_after(
+        self, proposal: Proposal, ctx: _Context, action: str, actor: str, round_before: int,
+    ) -> list[AllowedAction]:
+        """The actions possible once ``action`` by ``actor`` is in, from what ``apply`` read for it (``ctx``).
+
+        The round's decisions are known without reading them: none outside a round or in a new one, the ones read
+        plus the actor's after an endorsement or objection; otherwise they are read if a check needs them.
+        """
+        rnd = self.workflow.endorsement
+        decided: dict[str, str] | None = None
+        if proposal.state != rnd.state or proposal.round != round_before:
+            decided = {}
+        elif action in (rnd.endorse, rnd.object):
+            decided = ctx.decided | {actor: "endorse" if action == rnd.endorse else "object"}
+        return self._allowed(_Context(proposal, ctx.roster, rnd.state, decided))
 
     def describe_allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> str:
         """One line: 'allowed now: submit by a; withdraw by a' (or 'no actions possible')."""
@@ -612,15 +632,18 @@ class Lifecycle:
         now: dt.datetime,
         expected_version: int | None = None,
         changed: list[Proposal] | None = None,
+        allowed_after: list[AllowedAction] | None = None,
     ) -> list[Event]:
         """Take ``action`` on a proposal as ``actor`` at ``now``; returns the events written (flushed, not committed).
 
         Checks role and scope, runs the machine, sets state and deadline, writes the event; an endorsement
         that completes consensus also writes the system's ``consensus`` event. Raises and writes nothing
         when the action is unknown, impossible, forbidden or stale. With ``changed``, the proposal's row as the
-        action left it is appended to it (the row is read with a Core statement and not kept in the session).
+        action left it is appended to it (the row is read with a Core statement and not kept in the session); with
+        ``allowed_after``, the actions possible then (as ``allowed`` gives them), known from what was read.
         """
         proposal, spec, ctx, now = self._checked(session, proposal_id, action, actor, now, expected_version)
+        round_before = proposal.round
         if changed is not None:
             changed.append(proposal)
         comment = comment.strip()
@@ -668,6 +691,8 @@ class Lifecycle:
             events.append(
                 self._transition(session, proposal, rnd.consensus, SYSTEM, comment="", payload=agreed, now=now, region=region)
             )
+        if allowed_after is not None:
+            allowed_after.extend(self._allowed_after(proposal, ctx, action, actor, round_before))
         return events
 
     def _consensus(self, session: Session, proposal: Proposal, ctx: _Context, new_endorser: str) -> bool:

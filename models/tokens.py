@@ -19,6 +19,7 @@ from models.auth import new_secret, secret_hash
 from models.clock import utc
 from models.db import utc_field
 from models.errors import InvalidInputError, NotFoundError
+from models.roster import people, token_column
 from models.tables import NUL, Member
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,20 @@ class ApiToken(SQLModel, table=True):
     revoked_at: dt.datetime | None = utc_field(default=None)
 
 
-# Built once (building a statement costs more than running it): a live token by its hash, with its member.
-_LIVE_TOKEN = (
-    select(ApiToken, Member).join(Member, col(Member.handle) == col(ApiToken.member))
-    .where(col(ApiToken.token_hash) == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
-)
+# Built once (building a statement costs more than running it): a live token by its hash (what a use of it needs),
+# with the generation of the forum's definition, so its member comes from the process's roster (models.roster).
+_LIVE_TOKEN = select(
+    col(ApiToken.id), col(ApiToken.member), col(ApiToken.last_used_at), token_column(),
+).where(col(ApiToken.token_hash) == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    """A live token as a request uses it: its id, its member's handle and when it was last used (to the minute)."""
+
+    id: int
+    member: str
+    last_used_at: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -121,22 +131,26 @@ def revoke_token(session: Session, token_id: int, *, now: dt.datetime, member: s
     return row
 
 
-def live_token(session: Session, raw: str) -> tuple[ApiToken, Member] | None:
-    """The live token ``raw`` and its active member, or None; reads only (one statement)."""
+def live_token(session: Session, raw: str) -> tuple[LiveToken, Member] | None:
+    """The live token ``raw`` and its active member, or None; one statement (the member is the roster's copy)."""
     if not raw.startswith(PREFIX) or len(raw) > 200:
         return None
-    found = session.exec(_LIVE_TOKEN, params={"token_hash": secret_hash(raw)}).first()
-    if found is None or not found[1].active:
+    row = session.connection().execute(_LIVE_TOKEN, {"token_hash": secret_hash(raw)}).first()
+    if row is None:
         return None
-    return found[0], found[1]
+    token_id, handle, last_used_at, generation = row
+    member = people(session, generation, known=True).members.get(handle)
+    if member is None:  # inactive (or gone): refused at once, as the definition sync deletes the token later
+        return None
+    return LiveToken(token_id, handle, last_used_at), member
 
 
-def use_is_new(token: ApiToken, now: dt.datetime) -> bool:
+def use_is_new(token: LiveToken, now: dt.datetime) -> bool:
     """Whether a use of ``token`` at ``now`` must be noted (``last_used_at`` is kept to the minute)."""
     return token.last_used_at is None or token.last_used_at <= utc(now) - USE_GRANULARITY
 
 
-def note_use(session: Session, token: ApiToken, now: dt.datetime) -> None:
+def note_use(session: Session, token: LiveToken, now: dt.datetime) -> None:
     """Note a use of ``token`` at ``now`` (unless another request noted one within the minute)."""
     now = utc(now)
     session.execute(

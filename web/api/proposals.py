@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from sqlmodel import Session
 
 from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError
-from models.lifecycle import Lifecycle, events_of, find_proposal
+from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
 from models.tables import Proposal
 from models.texts import diff_view, proposal_create, text_edit, text_info, version_of, versions_of
@@ -60,12 +60,15 @@ IfMatch = Annotated[
 
 
 # ---------------------------------------------------------------------- building answers
-def _detail(db: Session, state: WebState, p: Proposal, who: Caller, now: dt.datetime) -> ProposalDetailOut:
-    """The proposal with its current text and what may happen next."""
+def _detail(
+    db: Session, state: WebState, p: Proposal, who: Caller, now: dt.datetime, allowed: list[AllowedAction] | None = None,
+) -> ProposalDetailOut:
+    """The proposal with its current text and what may happen next (``allowed``, when the caller knows it already)."""
     lifecycle: Lifecycle = state.runtime.lifecycle
     assert p.id is not None
     text = text_info(db, p)
-    allowed = lifecycle.allowed(db, p, now)
+    if allowed is None:
+        allowed = lifecycle.allowed(db, p, now)
     base = ProposalOut.fields_of(p, now=now, base_url=state.settings.base_url, final_states=lifecycle.final_states)
     return ProposalDetailOut(
         **base, body=p.body, text=TextInfoOut(version=text.version, author=text.author, at=text.at),
@@ -281,12 +284,13 @@ def take_action(
     given = body or ActionIn()
     expected = _named_version(proposal_id, if_match)
     kept: list[Proposal] = []
+    allowed: list[AllowedAction] = []
     try:
         if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
             expected = _matching(db, proposal_id, if_match).version
         events = lifecycle.apply(
             db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
-            expected_version=expected, changed=kept,
+            expected_version=expected, changed=kept, allowed_after=allowed,
         )
     except ForumflowError as exc:
         # If-Match named one version and the lifecycle refused: answer as if the version had been checked first
@@ -303,4 +307,4 @@ def take_action(
     # built under it. The answer is the proposal as this action left it, with the actions possible once it is in.
     db.commit()
     response.headers["ETag"] = etag_of(p)
-    return EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail(db, state, p, who, now))
+    return EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail(db, state, p, who, now, allowed))
