@@ -20,7 +20,7 @@ from models.errors import ConflictError, ForumflowError, InvalidInputError, NotA
 from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
 from models.tables import Proposal
-from models.texts import diff_view, proposal_create, text_edit, text_info, version_of, versions_of
+from models.texts import TextInfo, diff_view, proposal_create, text_edit, text_info, version_of, versions_of
 from web.api.schemas import (
     ActionIn,
     AllowedOut,
@@ -62,11 +62,13 @@ IfMatch = Annotated[
 # ---------------------------------------------------------------------- building answers
 def _detail(
     db: Session, state: WebState, p: Proposal, who: Caller, now: dt.datetime, allowed: list[AllowedAction] | None = None,
+    text: TextInfo | None = None,
 ) -> ProposalDetailOut:
-    """The proposal with its current text and what may happen next (``allowed``, when the caller knows it already)."""
+    """The proposal with its current text and what may happen next (``allowed`` and ``text``, when the caller has them)."""
     lifecycle: Lifecycle = state.runtime.lifecycle
     assert p.id is not None
-    text = text_info(db, p)
+    if text is None:
+        text = text_info(db, p)
     if allowed is None:
         allowed = lifecycle.allowed(db, p, now)
     base = ProposalOut.fields_of(p, now=now, base_url=state.settings.base_url, final_states=lifecycle.final_states)
@@ -303,8 +305,9 @@ def take_action(
             raise _stale(db, exc) from None
         raise
     (p,) = kept  # the row apply read and changed
+    text = text_info(db, p)  # in the action's transaction: one small read, where another would begin a transaction
     # Commit now: the write lock (SQLite) is held from the first write to the commit, and the answer need not be
     # built under it. The answer is the proposal as this action left it, with the actions possible once it is in.
     db.commit()
     response.headers["ETag"] = etag_of(p)
-    return EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail(db, state, p, who, now, allowed))
+    return EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail(db, state, p, who, now, allowed, text))
