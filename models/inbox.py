@@ -43,13 +43,8 @@ def _urgency(lifecycle: Lifecycle, proposal: Proposal, now: dt.datetime) -> tupl
 def my_actions(session: Session, lifecycle: Lifecycle, handle: str, *, now: dt.datetime) -> list[ActionItem]:
     """Every open proposal where ``handle`` must act now, with their allowed actions; by deadline, then id."""
     now = utc(now)
-    proposals = proposals_in(session, lifecycle.open_states)
-    waiting = lifecycle.must_act_many(session, proposals, now)
     items = []
-    for p in proposals:
-        if p.id is None or handle not in waiting.get(p.id, []):
-            continue
-        mine = [a for a in lifecycle.allowed(session, p, now) if handle in a.actors]
+    for p, mine in lifecycle.waiting_on(session, proposals_in(session, lifecycle.open_states), handle, now):
         deadline, overdue, soon = _urgency(lifecycle, p, now)
         items.append(ActionItem(p, mine, deadline, overdue, soon))
     far = dt.datetime.max.replace(tzinfo=dt.UTC)

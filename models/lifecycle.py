@@ -1036,10 +1036,10 @@ class Lifecycle:
             return []
         return self._must_act(self._context(session, proposal, utc(now)))
 
-    def must_act_many(
-        self, session: Session, proposals: Sequence[Proposal], now: dt.datetime, *, roster: Roster | None = None,
-    ) -> dict[int, list[str]]:
-        """``must_act`` for many proposals with a fixed number of queries (for the scheduled review)."""
+    def _contexts(
+        self, session: Session, proposals: Sequence[Proposal], now: dt.datetime, roster: Roster | None = None,
+    ) -> list[_Context]:
+        """The permission contexts of the open proposals among ``proposals``, with one query for every round's decisions."""
         roster = roster or Roster(session, now)
         rnd = self.workflow.endorsement.state
         in_round = {p.id: (p.round, p.text_version) for p in proposals if p.state == rnd}
@@ -1053,11 +1053,26 @@ class Lifecycle:
             for pid, rnd_no, text_version, member, decision in rows:
                 if (rnd_no, text_version) == in_round[pid]:
                     decided[pid][member] = decision
-        out: dict[int, list[str]] = {}
-        for p in proposals:
-            if p.id is None or p.state in self.final_states:
-                continue
-            out[p.id] = self._must_act(_Context(p, roster, rnd, decided.get(p.id)))
+        open_ones = [p for p in proposals if p.id is not None and p.state not in self.final_states]
+        return [_Context(p, roster, rnd, decided.get(p.id or 0)) for p in open_ones]
+
+    def must_act_many(
+        self, session: Session, proposals: Sequence[Proposal], now: dt.datetime, *, roster: Roster | None = None,
+    ) -> dict[int, list[str]]:
+        """``must_act`` for many proposals with a fixed number of queries (for the scheduled review)."""
+        return {ctx.proposal.id: self._must_act(ctx) for ctx in self._contexts(session, proposals, now, roster)}  # type: ignore[misc]
+
+    def waiting_on(
+        self, session: Session, proposals: Sequence[Proposal], handle: str, now: dt.datetime,
+    ) -> list[tuple[Proposal, list[AllowedAction]]]:
+        """The proposals among ``proposals`` where ``handle`` must act now, each with the actions they may take then.
+
+        As ``must_act`` and ``allowed`` answer one by one, with a fixed number of queries for them all.
+        """
+        out = []
+        for ctx in self._contexts(session, proposals, utc(now)):
+            if handle in self._must_act(ctx):
+                out.append((ctx.proposal, [a for a in self._allowed(ctx) if handle in a.actors]))
         return out
 
     def _must_act(self, ctx: _Context) -> list[str]:

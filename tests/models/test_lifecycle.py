@@ -326,3 +326,28 @@ def test_only_group_members_propose(forum: Engine, lifecycle: Lifecycle) -> None
         )
     with session_scope(forum) as s:
         assert s.exec(select(func.count()).select_from(Proposal)).one() == 0
+
+
+def test_waiting_on_answers_as_must_act_and_allowed_one_by_one(forum: Engine, lifecycle: Lifecycle) -> None:
+    """The inbox's batch answer (one query for every round's decisions) is the one-by-one answer, for every member."""
+    states = ("drafted", "in_review", "reviewed", "endorsed", "implementing")
+    pids = [make_proposal(forum, lifecycle, state=state) for state in states]
+    partly = make_proposal(forum, lifecycle, state="reviewed")  # a round where some have decided
+    act(forum, lifecycle, partly, "endorse", ONE_HEAD_PER_STATE[0])
+    act(forum, lifecycle, partly, "endorse", ONE_HEAD_PER_STATE[1])
+    gone = make_proposal(forum, lifecycle, state="in_review")
+    act(forum, lifecycle, gone, "withdraw", AUTHOR)
+    with session_scope(forum) as s:
+        proposals = list(s.exec(select(Proposal).order_by(Proposal.id)))
+        assert {p.id for p in proposals} == {*pids, partly, gone}
+        handles = sorted({h for p in proposals for a in lifecycle.allowed(s, p, T0) for h in a.actors} | {"nobody"})
+        assert len(handles) > 10
+        for handle in handles:
+            expected = [
+                (p.id, [a for a in lifecycle.allowed(s, p, T0) if handle in a.actors])
+                for p in proposals if handle in lifecycle.must_act(s, p, T0)
+            ]
+            assert [(p.id, mine) for p, mine in lifecycle.waiting_on(s, proposals, handle, T0)] == expected, handle
+        undecided = {p.id for p, _ in lifecycle.waiting_on(s, proposals, ONE_HEAD_PER_STATE[2], T0)}
+        assert undecided == {pids[2], partly}  # both rounds wait on a head who has not decided
+        assert partly not in {p.id for p, _ in lifecycle.waiting_on(s, proposals, ONE_HEAD_PER_STATE[0], T0)}
