@@ -8,13 +8,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import Row, and_, bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from models.db import as_loaded
 from models.errors import NotFoundError
 from models.lifecycle import Lifecycle, _heads
-from models.tables import MAX_PROPOSAL_ID, EndorsementDecision, Event, Member, ProgressReport, Proposal
+from models.roster import People, people, token_column
+from models.tables import MAX_PROPOSAL_ID, EndorsementDecision, Event, Member, ProgressReport, Proposal, ProposalText
+from models.texts import TextInfo
 
 ENDORSED, OBJECTED, WAITING, NO_DECISION = "endorsed", "objected", "waiting", "no_decision"
 
@@ -54,37 +59,79 @@ class Board:
         """How many member states stand at ``status``."""
         return sum(1 for s in self.states if s.status == status)
 
+    @property
+    def decided(self) -> dict[str, str]:
+        """The decisions that count in the round in progress, by member (``{}`` once the round is closed): what
+        ``Lifecycle.allowed`` reads for the round (decisions on the text under review)."""
+        if not self.open:
+            return {}
+        return {d.member: d.decision for row in self.states for d in row.decisions}
 
-# Built once (building a statement costs more than running it).
-_d = EndorsementDecision
+
+@dataclass(frozen=True)
+class ProposalRead:
+    """A proposal as its page starts: the row, its current text version's author and time, the forum's people."""
+
+    proposal: Proposal
+    text: TextInfo
+    people: People
+
+
+# Built once (building a statement costs more than running it). Core statements on the session's connection where
+# the rows are only read: no ORM instances to build for them.
+_d = EndorsementDecision.__table__  # type: ignore[attr-defined]
 _ROUND = (
-    select(_d).where(col(_d.proposal_id) == bindparam("proposal_id"), col(_d.round) == bindparam("round"))
-    .order_by(col(_d.at), col(_d.id))
+    sa_select(_d.c.member, _d.c.region, _d.c.country, _d.c.decision, _d.c.at, _d.c.text_version)
+    .where(_d.c.proposal_id == bindparam("proposal_id"), _d.c.round == bindparam("round"))
+    .order_by(_d.c.at, _d.c.id)
 )
 # In an open round only the decisions on the text under review count.
-_OPEN_ROUND = _ROUND.where(col(_d.text_version) == bindparam("text_version"))
-_PROPOSAL = select(Proposal).where(col(Proposal.id) == bindparam("proposal_id"))
-_EVENTS = select(Event).where(col(Event.proposal_id) == bindparam("proposal_id")).order_by(col(Event.seq))
+_OPEN_ROUND = _ROUND.where(_d.c.text_version == bindparam("text_version"))
+_p, _t, _e = Proposal.__table__, ProposalText.__table__, Event.__table__  # type: ignore[attr-defined]
+# The proposal's columns in table order, the definition's generation token (for the roster), and the author and
+# time of its current text version (NULL when that row is missing).
+_PROPOSAL_READ = (
+    sa_select(*_p.columns, token_column().label("generation_token"), _t.c.author.label("text_author"), _t.c.at.label("text_at"))
+    .select_from(_p.outerjoin(_t, and_(_t.c.proposal_id == _p.c.id, _t.c.version == _p.c.text_version)))
+    .where(_p.c.id == bindparam("proposal_id"))
+)
+_PROPOSAL_KEYS = tuple(c.key for c in _p.columns)
+_EVENTS = (
+    sa_select(_e.c.seq, _e.c.action, _e.c.from_state, _e.c.to_state, _e.c.actor, _e.c.at, _e.c.comment, _e.c.payload)
+    .where(_e.c.proposal_id == bindparam("proposal_id")).order_by(_e.c.seq)
+)
 _REPORTS = (
     select(ProgressReport).where(col(ProgressReport.proposal_id) == bindparam("proposal_id"))
     .order_by(col(ProgressReport.at), col(ProgressReport.id))
 )
 
 
-def proposal_of(session: Session, proposal_id: int) -> Proposal:
-    """The proposal, or NotFoundError (also for an id no proposal row can have): ``find_proposal`` on a prebuilt
-    statement, for a request that has not read the row yet."""
+def proposal_read(session: Session, proposal_id: int) -> ProposalRead:
+    """The proposal (NotFoundError when there is none, also for an id no proposal row can have), its current text
+    version (as ``text_info``) and the forum's people (as ``people``), in one statement.
+
+    The proposal is the session's copy when it holds one (as a query would give it), else a copy only the caller
+    holds (not put in the session: a page reads it, nothing changes it).
+    """
     if not 0 < proposal_id <= MAX_PROPOSAL_ID:
         raise NotFoundError(f"proposal {proposal_id} not found")
-    proposal = session.exec(_PROPOSAL, params={"proposal_id": proposal_id}).first()
-    if proposal is None:
+    if session.autoflush:
+        session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
+    row = session.connection().execute(_PROPOSAL_READ, {"proposal_id": proposal_id}).first()
+    if row is None:
         raise NotFoundError(f"proposal {proposal_id} not found")
-    return proposal
+    width = len(_PROPOSAL_KEYS)
+    proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, row[:width], strict=True)), attach=False)
+    token, text_author, text_at = row[width:]
+    if text_author is None:
+        raise NotFoundError(f"proposal {proposal.id} has no text version {proposal.text_version}")
+    return ProposalRead(proposal, TextInfo(proposal.text_version, text_author, text_at), people(session, token, known=True))
 
 
-def timeline(session: Session, proposal_id: int) -> list[Event]:
-    """A proposal's events in order (as ``events_of``, on a prebuilt statement)."""
-    return list(session.exec(_EVENTS, params={"proposal_id": proposal_id}))
+def timeline(session: Session, proposal_id: int) -> list[Row[Any]]:
+    """A proposal's events in order (as ``events_of``, on a prebuilt statement): rows with the columns of ``Event``
+    that show what happened (seq, action, from_state, to_state, actor, at, comment, payload)."""
+    return list(session.connection().execute(_EVENTS, {"proposal_id": proposal_id}))
 
 
 def endorsement_board(
@@ -104,10 +151,11 @@ def endorsement_board(
         return None
     is_open = proposal.state == lifecycle.workflow.endorsement.state
     params = {"proposal_id": proposal.id, "round": proposal.round}
+    connection = session.connection()
     if is_open:
-        decisions = list(session.exec(_OPEN_ROUND, params=params | {"text_version": proposal.text_version}))
+        decisions = list(connection.execute(_OPEN_ROUND, params | {"text_version": proposal.text_version}))
     else:
-        decisions = list(session.exec(_ROUND, params=params))
+        decisions = list(connection.execute(_ROUND, params))
     if heads is None:
         heads = _heads(session)
     by_country: dict[str, StateOnBoard] = {}

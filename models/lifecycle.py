@@ -410,9 +410,16 @@ class Lifecycle:
             return f"the deputy for the presiding region {term.region} ({term.deputy}), as its head wrote it"
         return f"the head of the presiding region {term.region}"
 
-    def allowed(self, session: Session, proposal: Proposal, now: dt.datetime) -> list[AllowedAction]:
-        """The actions possible on ``proposal`` at ``now`` and who may take each (system actions excluded)."""
-        return self._allowed(self._context(session, proposal, utc(now)))
+    def allowed(
+        self, session: Session, proposal: Proposal, now: dt.datetime, *, forum: People | None = None,
+        decided: dict[str, str] | None = None,
+    ) -> list[AllowedAction]:
+        """The actions possible on ``proposal`` at ``now`` and who may take each (system actions excluded).
+
+        ``forum`` and ``decided`` (the current round's decisions by member, ``{}`` when the proposal is not in a
+        round): what the caller has read already; read here when not given.
+        """
+        return self._allowed(self._context(session, proposal, utc(now), forum, decided))
 
     def _allowed(self, ctx: _Context) -> list[AllowedAction]:
         """The actions possible on the proposal in ``ctx`` and who may take each (system actions excluded)."""
@@ -886,12 +893,18 @@ class Lifecycle:
             return []
         return sorted(self._reminders_by(self._context(session, proposal, utc(now))))
 
-    def reminding(self, session: Session, proposal: Proposal, actor: str, now: dt.datetime) -> Reminding | None:
-        """What a reminder by ``actor`` would do at ``now``; None when ``actor`` may not send one (or it is final)."""
+    def reminding(
+        self, session: Session, proposal: Proposal, actor: str, now: dt.datetime, *, forum: People | None = None,
+        decided: dict[str, str] | None = None,
+    ) -> Reminding | None:
+        """What a reminder by ``actor`` would do at ``now``; None when ``actor`` may not send one (or it is final).
+
+        ``forum`` and ``decided``: as for ``allowed``.
+        """
         now = utc(now)
         if proposal.state in self.final_states:
             return None
-        ctx = self._context(session, proposal, now)
+        ctx = self._context(session, proposal, now, forum, decided)
         if actor not in self._reminders_by(ctx):
             return None
         return self._reminding(session, ctx, actor, now)

@@ -96,13 +96,17 @@ def token_column() -> ScalarSelect[Any]:
     return select(DefinitionGeneration.token).where(DefinitionGeneration.id == 1).scalar_subquery()
 
 
+# Built once (building a statement costs more than running it).
+_TOKEN = select(DefinitionGeneration.token).where(DefinitionGeneration.id == 1)
+
+
 def people(session: Session, token: str | None = None, *, known: bool = False) -> People:
     """The forum's people as ``session`` sees them; from the cache when the generation token is unchanged.
 
     ``known`` says the caller read ``token`` already (with another statement); else it is read here.
     """
     if not known:
-        token = session.exec(select(DefinitionGeneration.token).where(DefinitionGeneration.id == 1)).first()
+        token = session.exec(_TOKEN).first()
     if token is None:
         return People.load(session)
     with _lock:

@@ -16,9 +16,9 @@ from tests.web.conftest import Clock, sign_in
 
 HEADS = ["wang.jianguo", "deshmukh", "seitkazieva", "toktogulov", "khan.ayesha", "petrov", "rakhimov", "karimov"]
 # The proposal page of a proposal in its endorsement round, for a head of region who has not decided: the session
-# with its member; the proposal; the actions possible (the roster's generation, the round's decisions); the roster
-# again for the names; the board's decisions; the current text's author; the reminder's roster; the timeline.
-PAGE_BUDGET = 9
+# with its member; the proposal with the roster's generation and the current text's author; the board's decisions
+# (the actions possible take the round's decisions from it); the timeline.
+PAGE_BUDGET = 4
 # An endorsement through the API with a Bearer token: the token (with the roster's generation: its member is the
 # roster's); the lifecycle's read and its three writes; then the answer: the current text's author (the actions
 # possible next are known from what the lifecycle read).

@@ -20,13 +20,12 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from models.details import endorsement_board, progress_reports, proposal_of, timeline
+from models.details import endorsement_board, progress_reports, proposal_read, timeline
 from models.errors import ForumflowError, NotFoundError
 from models.lifecycle import EDIT, SYSTEM, Lifecycle, find_proposal
-from models.roster import people
 from models.tables import GroupMembership, ProposalCreate, ProposalTextEdit, WorkingGroup
 from models.textdiff import FIELDS
-from models.texts import diff_view, text_info
+from models.texts import diff_view
 from notifications.render import region_label
 from web.deps import DbSession, MemberPage, Now, Page
 from web.errors import status_for
@@ -186,16 +185,19 @@ def render_proposal(
     runtime = page.state.runtime
     lifecycle, definition = runtime.lifecycle, runtime.definition
     handle = page.viewer.member.handle
-    p = proposal_of(db, proposal_id)
-    allowed = lifecycle.allowed(db, p, now)
+    # The proposal, its current text and the cached roster (names, heads, chairs) in one read, the roster handed to
+    # everything below that would read it again.
+    read = proposal_read(db, proposal_id)
+    p, forum = read.proposal, read.people
+    names = {h: m.name for h, m in forum.everyone.items()}
+    board = endorsement_board(db, lifecycle, p, list(definition.member_states), forum.heads)
+    decided = board.decided if board is not None else None  # the round's decisions, read with the board
+    allowed = lifecycle.allowed(db, p, now, forum=forum, decided=decided)
     mine = [a for a in allowed if handle in a.actors and a.action != EDIT]
     can_edit = any(a.action == EDIT and handle in a.actors for a in allowed)
-    forum = people(db)  # the cached roster (one small read): names and heads without reading every member
-    names = {h: m.name for h, m in forum.everyone.items()}
     diff, diff_error = _diff(page, db, proposal_id, p.text_version, from_, to)
     if diff_error and status == 200:
         status = 422
-    board = endorsement_board(db, lifecycle, p, list(definition.member_states), forum.heads)
     # A progress report is written with the proposal's last_progress_at, in the same transaction: none without it.
     reports = progress_reports(db, proposal_id) if p.last_progress_at is not None else []
     done_message = ""
@@ -207,10 +209,10 @@ def render_proposal(
     return page.render(
         "proposal.html", status=status,
         # Text versions are numbered 1, 2, ... up to the current one (create writes 1, each edit the next).
-        p=p, text=text_info(db, p), versions=list(range(1, p.text_version + 1)),
+        p=p, text=read.text, versions=list(range(1, p.text_version + 1)),
         group_name=groups.get(p.group, p.group), names=names,
         actions=[(a, lifecycle.actions[a.action]) for a in mine], can_edit=can_edit,
-        reminding=lifecycle.reminding(db, p, handle, now),
+        reminding=lifecycle.reminding(db, p, handle, now, forum=forum, decided=decided),
         diff=diff, diff_error=diff_error, fields=FIELDS, field_labels=FIELD_LABELS,
         board=board, country_label=country_label, region_label=region_label,
         progress_state=lifecycle.workflow.progress.state, reports=reports,
