@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Index, bindparam, delete, func, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from models.db import utc_field
+from models.db import as_loaded, utc_field
 from models.errors import ForumflowError, InvalidInputError
 from models.lifecycle import utc
 from models.tables import Member
@@ -59,11 +60,13 @@ class WebSession(SQLModel, table=True):
     ended_at: dt.datetime | None = utc_field(default=None)
 
 
-# Built once (building a statement costs more than running it): a session by its id's hash, with its member.
-_SESSION = (
-    select(WebSession, Member).join(Member, col(Member.handle) == col(WebSession.member))
-    .where(col(WebSession.id_hash) == bindparam("id_hash"))
+# Built once (building a statement costs more than running it): a session by its id's hash, with its member; a Core
+# statement (every column of both tables, in table order), its rows made instances as a query would (``as_loaded``).
+_ws, _m = WebSession.__table__, Member.__table__  # type: ignore[attr-defined]
+_SESSION = sa_select(*_ws.columns, *_m.columns).join_from(_ws, _m, _m.c.handle == _ws.c.member).where(
+    _ws.c.id_hash == bindparam("id_hash")
 )
+_SESSION_KEYS, _MEMBER_KEYS = tuple(c.key for c in _ws.columns), tuple(c.key for c in _m.columns)
 
 
 class RateCounter(SQLModel, table=True):
@@ -263,10 +266,14 @@ def start_session(
 def signed_in(session: Session, raw_id: str, *, now: dt.datetime) -> SignedIn | None:
     """The live session with this id and its active member; a session of a deactivated member ends here."""
     now = utc(now)
-    found = session.exec(_SESSION, params={"id_hash": secret_hash(raw_id)}).first()
+    if session.autoflush:
+        session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
+    found = session.connection().execute(_SESSION, {"id_hash": secret_hash(raw_id)}).first()
     if found is None:
         return None
-    row, member = found
+    width = len(_SESSION_KEYS)
+    row = as_loaded(session, WebSession, dict(zip(_SESSION_KEYS, found[:width], strict=True)))
+    member = as_loaded(session, Member, dict(zip(_MEMBER_KEYS, found[width:], strict=True)))
     if row.ended_at is not None or row.expires_at <= now:
         return None
     if not member.active:  # deactivated since (the sync also ends the sessions)

@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, String, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
@@ -175,6 +175,8 @@ def as_loaded(session: Session, model: type[T], values: Mapping[str, Any], *, at
     instance only the caller holds, which the session (holding its instances weakly) would drop anyway.
     """
     mapper = inspect(model)
+    if not mapper.configured:  # a process whose first use of the ORM this is: instances need configured mappers
+        configure_mappers()
     key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
     existing = session.identity_map.get(key)
     if existing is not None:

@@ -10,6 +10,7 @@ A database without the row (never synced) is read every time.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import uuid
@@ -79,6 +80,11 @@ class People:
             deputy_chairs={g.key: g.deputy_chair for g in groups.values() if g.deputy_chair},
             country_of=country_of, member_states=frozenset(country_of.values()),
         )
+
+    @functools.cached_property
+    def names(self) -> Mapping[str, str]:
+        """Every member's name by handle (members who left included: the history names them); made once, shared."""
+        return {h: m.name for h, m in self.everyone.items()}
 
     def term_at(self, at: dt.datetime) -> PresidingTerm | None:
         """The presiding term covering the UTC date of ``at``."""

@@ -131,3 +131,32 @@ def test_purge_drops_what_ended_a_day_ago(forum: Engine) -> None:
     with session_scope(forum) as s:
         purge(s, now=T0 + dt.timedelta(days=2))
         assert s.exec(select(SignInToken)).all() == [] and s.exec(select(RateCounter)).all() == []
+
+
+# A process whose first use of the ORM is ``signed_in`` (a web worker's first request): its rows become instances.
+FIRST_USE = """
+import datetime as dt
+from sqlalchemy import create_engine, insert
+from sqlmodel import Session, SQLModel
+from models.auth import WebSession, secret_hash, signed_in
+from models.tables import Member
+now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+engine = create_engine("sqlite://")
+SQLModel.metadata.create_all(engine)
+with engine.begin() as c:
+    c.execute(insert(Member.__table__).values(handle="a", name="A", email="a@example.org"))
+    c.execute(insert(WebSession.__table__).values(
+        id_hash=secret_hash("raw"), member="a", csrf_token="t", created_at=now, expires_at=now + dt.timedelta(hours=1)))
+with Session(engine) as s:
+    who = signed_in(s, "raw", now=now)
+    assert who is not None and who.member.handle == "a" and who.session.csrf_token == "t", who
+print("found")
+"""
+
+
+def test_a_session_is_found_by_a_process_that_has_not_used_the_orm_yet() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", FIRST_USE], capture_output=True, text=True, timeout=120, check=False)
+    assert (r.returncode, r.stdout.strip()) == (0, "found"), r.stderr[-2000:]

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import gettext
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -127,7 +128,7 @@ def _int(value: str | None) -> int | None:
 
 
 # ---------------------------------------------------------------------- the page
-def _timeline(page: Page, lifecycle: Lifecycle, db: Session, proposal_id: int, names: dict[str, str]) -> list[TimelineItem]:
+def _timeline(page: Page, lifecycle: Lifecycle, db: Session, proposal_id: int, names: Mapping[str, str]) -> list[TimelineItem]:
     ui = page.ui
     items = []
     for ev in timeline(db, proposal_id):
@@ -189,7 +190,7 @@ def render_proposal(
     # everything below that would read it again.
     read = proposal_read(db, proposal_id)
     p, forum = read.proposal, read.people
-    names = {h: m.name for h, m in forum.everyone.items()}
+    names = forum.names
     board = endorsement_board(db, lifecycle, p, list(definition.member_states), forum.heads)
     decided = board.decided if board is not None else None  # the round's decisions, read with the board
     allowed = lifecycle.allowed(db, p, now, forum=forum, decided=decided)
