@@ -579,6 +579,21 @@ def sweep(engine: Engine, lifecycle: Lifecycle, now: dt.datetime, *, batch_size:
     return report
 
 
+def sweep_in(session: Session, lifecycle: Lifecycle, now: dt.datetime, *, batch_size: int = DEFAULT_BATCH) -> ReviewReport:
+    """The whole review at ``now`` in the caller's transaction (flushed, not committed), batch by batch.
+
+    For a caller that is its database's only writer and whose clock only moves on (``forumflow simulate``): no
+    retry, and no check of ``now`` against the newest event. Decides as ``sweep`` does.
+    """
+    now = utc(now)
+    report = ReviewReport()
+    for ids in batches(due_ids(session, lifecycle, now), batch_size):
+        report += review_batch(session, lifecycle, ids, now)
+    if report.events or report.skipped:
+        log.info("review at %s: %s", now.isoformat(), report.as_dict())
+    return report
+
+
 def marks_of(session: Session, proposal_id: int) -> Iterator[ReviewMark]:
     """The review steps taken for a proposal, in order."""
     yield from session.exec(select(ReviewMark).where(ReviewMark.proposal_id == proposal_id).order_by(col(ReviewMark.id)))

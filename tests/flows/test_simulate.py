@@ -164,7 +164,7 @@ def test_the_time_is_told_by_part(tmp_path: Path, definition: ForumDefinition, m
 
     monkeypatch.setattr(Lifecycle, "apply", costs("apply", 1.0, Lifecycle.apply))
     monkeypatch.setattr(Lifecycle, "create_proposal", costs("create", 1.0, Lifecycle.create_proposal))
-    monkeypatch.setattr(simulate, "sweep", costs("sweep", 100.0, simulate.sweep))
+    monkeypatch.setattr(simulate, "sweep_in", costs("sweep", 100.0, simulate.sweep_in))
     monkeypatch.setattr(notifications.planning, "plan_events", costs("plan", 10_000.0, notifications.planning.plan_events))
     monkeypatch.setattr(simulate.Checker, "run", costs("check", 1_000_000.0, simulate.Checker.run))
     config = SimulationConfig(proposals=8, days=60, seed=4)
