@@ -299,14 +299,21 @@ class Simulator:
             self.connection.begin()
             session = Session(bind=self.connection, expire_on_commit=False, join_transaction_mode="rollback_only")
             self.session = session
+        # The savepoint is the driver's: SQLAlchemy's (``begin_nested``) costs as much as the action's own statements.
+        # Undoing it is enough here, since only a refusal is caught (an error of the session itself ends the run).
+        raw = self.connection.connection.driver_connection if savepoint and self.connection is not None else None
+        if raw is not None:
+            raw.execute("SAVEPOINT simulated_action")
         try:
-            if savepoint:
-                with session.begin_nested():
-                    yield session
-            else:
-                yield session
-                session.flush()
+            yield session
+            session.flush()
+        except BaseException:
+            if raw is not None:
+                raw.execute("ROLLBACK TO simulated_action")
+            raise
         finally:
+            if raw is not None:
+                raw.execute("RELEASE simulated_action")
             session.expunge_all()
 
     def _commit(self) -> None:
