@@ -14,9 +14,10 @@ sweeps every hour instead (the reference, which gives the same database). The ru
 went (``Timings``).
 
 The simulation's database is a scratch database (``make_engine(..., scratch=True)``: not synced to disk) that
-it alone writes, so each simulated hour is one transaction: the hour's actions (each in a savepoint, so that a
-refused one leaves nothing behind, as when it had a transaction of its own), its sweep and its planning, each
-seeing what the one before wrote. Mail is sent after the hour's commit.
+it alone writes, so each simulated day is one transaction: the actions (each in a savepoint, so that a refused
+one leaves nothing behind, as when it had a transaction of its own), sweeps and planning of its hours, each
+seeing what the one before wrote. With mail, an hour that sends commits first (the sender reads the outbox on
+connections of its own).
 
 The invariants are then checked from the event log, the outbox and the Maildir:
 reminders exactly once, on time and never to someone who had already acted; every overdue item escalated
@@ -110,7 +111,7 @@ class Timings:
     ``sweeps``: the review (``sweep_in``), reading back the rounds it closed, and working out when it next has
     work (``next_due_each``); ``planning``: turning events into outbox rows; ``sending``: sending into the
     mail sink (``--mail`` only); ``checks``: the invariants; ``other``: the rest (database set-up, committing
-    each simulated hour's transaction, scheduling the simulated people, the hourly loop, counting the final states).
+    each simulated day, scheduling the simulated people, the hourly loop, counting the final states).
     """
 
     actions: float = 0.0
@@ -157,9 +158,9 @@ class SimulationResult:
 # The actions people take in the simulation (those of the default workflow; the rest comes from the definition).
 PLAYED = frozenset({"submit", "withdraw", "recommend", "return", "reject", "approve", "refer_back", "complete"})
 
-# Plans the deliveries of the events not planned yet, in the hour's session at ``now``; returns how many it planned.
+# Plans the deliveries of the events not planned yet, in the simulation's session at ``now``; returns how many it planned.
 Planner = Callable[[Session, dt.datetime], int]
-# Sends what is due at ``now`` into the mail sink, after the hour's commit; returns (sent, deliveries still to retry).
+# Sends what is due at ``now`` into the mail sink, after a commit; returns (sent, deliveries still to retry).
 Sender = Callable[[dt.datetime], tuple[int, int]]
 
 
@@ -219,8 +220,8 @@ class Simulator:
         self.forum = _Forum(lifecycle.definition)
         self.rng = random.Random(config.seed)  # noqa: S311 - a reproducible simulation, not secrets
         self.planner, self.sender = planner, sender
-        self.connection: Connection | None = None  # open for the whole run; in a transaction while an hour works
-        self.session: Session | None = None  # the hour's session, while the hour works
+        self.connection: Connection | None = None  # open for the whole run; in a transaction from the first work to a commit
+        self.session: Session | None = None  # the transaction's session
         self.agenda: list[_Item] = []
         self.seq = itertools.count()
         self.mirrors: dict[int, _Mirror] = {}
@@ -284,13 +285,13 @@ class Simulator:
         else:
             self._at(at + self._days(70), m.pid, self.wf.progress.action, actor, m.entered)
 
-    # ------------------------------------------------------------------ the hour's transaction
+    # ------------------------------------------------------------------ the transaction (a simulated day)
     @contextmanager
     def _work(self, *, savepoint: bool = False) -> Iterator[Session]:
-        """The hour's session (its transaction begun on first use); with ``savepoint``, undone alone on error.
+        """The transaction's session (the transaction begun on first use); with ``savepoint``, undone alone on error.
 
         Each piece of work finds the session empty (as a session of its own would be) and leaves what it wrote
-        flushed. Without a savepoint an error ends the run, and the hour is rolled back.
+        flushed. Without a savepoint an error ends the run, and what was not committed is rolled back.
         """
         session = self.session
         if session is None:
@@ -317,14 +318,14 @@ class Simulator:
             session.expunge_all()
 
     def _commit(self) -> None:
-        """Commit the hour's transaction, if it wrote or read anything."""
+        """Commit the transaction, if there is one."""
         if self.session is not None and self.connection is not None:
             self.session.close()  # leaves the connection's transaction alone (rollback_only)
             self.session = None
             self.connection.commit()
 
     def _close(self) -> None:
-        """Roll back what the hour did not commit (after an error) and give the connection back."""
+        """Roll back what was not committed (after an error) and give the connection back."""
         if self.session is not None:
             self.session.close()
             self.session = None
@@ -410,7 +411,7 @@ class Simulator:
         return self.result
 
     def _hour(self, now: dt.datetime, retrying: int) -> int:
-        """The hour ending at ``now``: the actions due, the sweep (when it has work), planning, the commit, sending.
+        """The hour ending at ``now``: the actions due, the sweep (when it has work), planning, sending (mail only).
 
         ``retrying``: deliveries left to retry by the hour before; returns those left by this one.
         """
@@ -440,12 +441,14 @@ class Simulator:
                 self._reviewed(now)
         timings.sweeps += clock() - t0
         # Plan after the sweep whenever there is something to plan: an hour in which nothing was written (no
-        # proposal acted on, nothing reviewed) plans nothing. Send (after the commit) when there is anything new
-        # or anything left to retry.
+        # proposal acted on, nothing reviewed) plans nothing. Send (after a commit) when there is anything new
+        # or anything left to retry. Else commit once a simulated day.
         if acted or report.events:
             self._plan(now)
-        self._commit()
-        if acted or report.events or retrying:
+        sending = self.sender is not None and bool(acted or report.events or retrying)
+        if sending or (now - self.config.start) % DAY == dt.timedelta(0):
+            self._commit()
+        if sending:
             retrying = self._send(now)
         return retrying
 
@@ -488,7 +491,7 @@ class Simulator:
         return bool(heap) and heap[0][0] <= now
 
     def _plan(self, now: dt.datetime) -> None:
-        """Plan the deliveries of the hour ending at ``now``, in its transaction."""
+        """Plan the deliveries of the hour ending at ``now``, in the transaction."""
         if self.planner is None:
             return
         t0 = time.perf_counter()
@@ -497,7 +500,7 @@ class Simulator:
         self.result.timings.planning += time.perf_counter() - t0
 
     def _send(self, now: dt.datetime) -> int:
-        """Send what is due at ``now`` (after the hour's commit); returns the deliveries still to retry."""
+        """Send what is due at ``now`` (after a commit); returns the deliveries still to retry."""
         if self.sender is None:
             return 0
         t0 = time.perf_counter()

@@ -341,6 +341,8 @@ def schema_status(bind: Engine | Connection) -> SchemaStatus:
             "unknown", current, head, True, f"schema revision {current} is not one this forumflow knows (newest {head})"
         )
     present = set(inspect(bind).get_table_names())
+    if not present:  # no table at all: empty, without migrating a scratch database to revision 0001 to see
+        return SchemaStatus("empty", None, head, False)
     first = _revision_tables(FIRST_REVISION)
     if not present & (set(first) | _our_tables()):
         return SchemaStatus("empty", None, head, False)

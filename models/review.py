@@ -248,6 +248,7 @@ def _next_due_rows(lifecycle: Lifecycle, some: bool) -> Select[Any]:
 
 
 _NEXT_DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, dict[bool, Select[Any]]] = weakref.WeakKeyDictionary()
+_TIMINGS: weakref.WeakKeyDictionary[Lifecycle, dict[str, _Timing]] = weakref.WeakKeyDictionary()  # per workflow, once
 
 
 def next_due_each(
@@ -268,7 +269,10 @@ def next_due_each(
         return {}
     connection = session.connection()
     rows = connection.execute(_next_due_rows(lifecycle, ids is not None), {"ids": sorted(ids)} if ids is not None else {})
-    timings, approval = _timings(lifecycle.workflow), lifecycle.approval_states
+    timings = _TIMINGS.get(lifecycle)
+    if timings is None:
+        timings = _TIMINGS[lifecycle] = _timings(lifecycle.workflow)
+    approval = lifecycle.approval_states
     terms: list[tuple[dt.date, dt.date, str]] | None = None
     out: dict[int, dt.datetime] = {}
     for r in rows:
