@@ -13,6 +13,12 @@ and asks again for the proposals an action or a sweep has just changed. ``Simula
 sweeps every hour instead (the reference, which gives the same database). The run tells where its time
 went (``Timings``).
 
+The simulation's database is a scratch database (``make_engine(..., scratch=True)``: not synced to disk) that
+it alone writes, so each simulated day is one transaction: the actions (each in a savepoint, so that a refused
+one leaves nothing behind, as when it had a transaction of its own), sweeps and planning of its hours, each
+seeing what the one before wrote. With mail, an hour that sends commits first (the sender reads the outbox on
+connections of its own).
+
 The invariants are then checked from the event log, the outbox and the Maildir:
 reminders exactly once, on time and never to someone who had already acted; every overdue item escalated
 at each level; every round closed at its deadline; every presiding-term change handed over on its date;
@@ -30,12 +36,13 @@ import logging
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from config.definition import ForumDefinition
@@ -43,7 +50,7 @@ from config.settings import Settings
 from models.db import session_scope
 from models.errors import ForumflowError
 from models.lifecycle import SYSTEM, Lifecycle
-from models.review import DEFAULT_BATCH, ReviewReport, next_due_each, sweep
+from models.review import DEFAULT_BATCH, ReviewReport, next_due_each, sweep_in
 from models.tables import Event, Proposal, ProposalCreate
 
 log = logging.getLogger(__name__)
@@ -100,11 +107,11 @@ class Check:
 class Timings:
     """Where the wall time of a simulation went, in seconds; the parts add up to the whole.
 
-    ``actions``: people's actions (``create_proposal``, ``Lifecycle.apply``, each in its transaction);
-    ``sweeps``: the review (``sweep``), reading back the rounds it closed, and working out when it next has
+    ``actions``: people's actions (``create_proposal``, ``Lifecycle.apply``, each in its savepoint);
+    ``sweeps``: the review (``sweep_in``), reading back the rounds it closed, and working out when it next has
     work (``next_due_each``); ``planning``: turning events into outbox rows; ``sending``: sending into the
-    mail sink (``--mail`` only); ``checks``: the invariants; ``other``: the rest (database set-up,
-    scheduling the simulated people, the hourly loop, counting the final states).
+    mail sink (``--mail`` only); ``checks``: the invariants; ``other``: the rest (database set-up, committing
+    each simulated day, scheduling the simulated people, the hourly loop, counting the final states).
     """
 
     actions: float = 0.0
@@ -151,19 +158,10 @@ class SimulationResult:
 # The actions people take in the simulation (those of the default workflow; the rest comes from the definition).
 PLAYED = frozenset({"submit", "withdraw", "recommend", "return", "reject", "approve", "refer_back", "complete"})
 
-@dataclass(frozen=True)
-class DispatchRound:
-    """What one dispatch after a simulated hour did, and how long its planning and its sending took."""
-
-    planned: int = 0
-    sent: int = 0
-    retrying: int = 0  # deliveries still to send later
-    planning: float = 0.0  # seconds
-    sending: float = 0.0
-
-
-# A dispatcher: given ``now``, plan and send.
-Dispatcher = Callable[[dt.datetime], DispatchRound]
+# Plans the deliveries of the events not planned yet, in the simulation's session at ``now``; returns how many it planned.
+Planner = Callable[[Session, dt.datetime], int]
+# Sends what is due at ``now`` into the mail sink, after a commit; returns (sent, deliveries still to retry).
+Sender = Callable[[dt.datetime], tuple[int, int]]
 
 
 @dataclass
@@ -211,7 +209,8 @@ class Simulator:
     """Drives proposals through the lifecycle in simulated time and runs the review every hour."""
 
     def __init__(
-        self, engine: Engine, lifecycle: Lifecycle, config: SimulationConfig, *, dispatcher: Dispatcher | None = None,
+        self, engine: Engine, lifecycle: Lifecycle, config: SimulationConfig, *,
+        planner: Planner | None = None, sender: Sender | None = None,
     ) -> None:
         self.engine, self.lifecycle, self.config = engine, lifecycle, config
         self.wf = lifecycle.workflow
@@ -220,7 +219,9 @@ class Simulator:
             raise ForumflowError(f"simulate plays the default workflow; this forum's workflow lacks {', '.join(missing)}")
         self.forum = _Forum(lifecycle.definition)
         self.rng = random.Random(config.seed)  # noqa: S311 - a reproducible simulation, not secrets
-        self.dispatcher = dispatcher
+        self.planner, self.sender = planner, sender
+        self.connection: Connection | None = None  # open for the whole run; in a transaction from the first work to a commit
+        self.session: Session | None = None  # the transaction's session
         self.agenda: list[_Item] = []
         self.seq = itertools.count()
         self.mirrors: dict[int, _Mirror] = {}
@@ -284,11 +285,59 @@ class Simulator:
         else:
             self._at(at + self._days(70), m.pid, self.wf.progress.action, actor, m.entered)
 
+    # ------------------------------------------------------------------ the transaction (a simulated day)
+    @contextmanager
+    def _work(self, *, savepoint: bool = False) -> Iterator[Session]:
+        """The transaction's session (the transaction begun on first use); with ``savepoint``, undone alone on error.
+
+        Each piece of work finds the session empty (as a session of its own would be) and leaves what it wrote
+        flushed. Without a savepoint an error ends the run, and what was not committed is rolled back.
+        """
+        session = self.session
+        if session is None:
+            if self.connection is None:
+                self.connection = self.engine.connect()
+            self.connection.begin()
+            session = Session(bind=self.connection, expire_on_commit=False, join_transaction_mode="rollback_only")
+            self.session = session
+        # The savepoint is the driver's: SQLAlchemy's (``begin_nested``) costs as much as the action's own statements.
+        # Undoing it is enough here, since only a refusal is caught (an error of the session itself ends the run).
+        raw = self.connection.connection.driver_connection if savepoint and self.connection is not None else None
+        if raw is not None:
+            raw.execute("SAVEPOINT simulated_action")
+        try:
+            yield session
+            session.flush()
+        except BaseException:
+            if raw is not None:
+                raw.execute("ROLLBACK TO simulated_action")
+            raise
+        finally:
+            if raw is not None:
+                raw.execute("RELEASE simulated_action")
+            session.expunge_all()
+
+    def _commit(self) -> None:
+        """Commit the transaction, if there is one."""
+        if self.session is not None and self.connection is not None:
+            self.session.close()  # leaves the connection's transaction alone (rollback_only)
+            self.session = None
+            self.connection.commit()
+
+    def _close(self) -> None:
+        """Roll back what was not committed (after an error) and give the connection back."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
     # ------------------------------------------------------------------ acting
     def _create(self, item: _Item) -> None:
         group = next(g for g in self.forum.groups.values() if item.actor in g.members and item.actor != g.chair)
         title = f"{self.rng.choice(TITLES)} #{len(self.mirrors) + 1}"
-        with session_scope(self.engine) as s:
+        with self._work(savepoint=True) as s:
             p = self.lifecycle.create_proposal(
                 session=s, proposal_in=ProposalCreate(group=group.key, author=item.actor, title=title), now=item.at
             )
@@ -308,7 +357,7 @@ class Simulator:
             percent = min(100, m.percent + self.rng.randint(20, 45))
         comment = "" if item.action in ("submit", "recommend", "endorse", "approve", "complete") else "See the attached note."
         try:
-            with session_scope(self.engine) as s:
+            with self._work(savepoint=True) as s:
                 events = self.lifecycle.apply(s, m.pid, item.action, actor, comment=comment, percent=percent, now=item.at)
         except ForumflowError as exc:
             self.result.refused.append(f"{item.at:%Y-%m-%d %H:%M} proposal {m.pid}: {item.action} by {actor}: {exc}")
@@ -328,7 +377,7 @@ class Simulator:
         if not due:
             return
         self.rounds = [(d, pid) for d, pid in self.rounds if d > now]
-        with session_scope(self.engine) as s:
+        with self._work() as s:
             rows = s.exec(select(Proposal.id, Proposal.state, Proposal.state_entered_at).where(col(Proposal.id).in_(due))).all()
         for pid, state, entered in rows:
             m = self.mirrors[pid or 0]
@@ -339,50 +388,69 @@ class Simulator:
     def run(self) -> SimulationResult:
         """Simulate, hour by hour; then check the invariants."""
         began = time.perf_counter()
-        clock = time.perf_counter
-        timings = self.result.timings
         self._plan_creations()
         end = self.config.start + dt.timedelta(days=self.config.days)
         now = self.config.start
         retrying = 0
-        while now < end:
-            now += HOUR
-            self.touched.clear()
-            if self.agenda and self.agenda[0].at <= now:
-                t0 = clock()
-                while self.agenda and self.agenda[0].at <= now:
-                    item = heapq.heappop(self.agenda)
-                    if item.action == "create":
-                        self._create(item)
-                    else:
-                        self._act(item)
-                timings.actions += clock() - t0
-            acted = bool(self.touched)
-            report = ReviewReport()
-            self.result.sweeps += 1
-            t0 = clock()
-            if self.config.every_hour or self._review_due(now):
-                report = sweep(self.engine, self.lifecycle, now, batch_size=self.config.batch_size)
-                self.result.review += report
-                self.result.sweeps_run += 1
-                if report.closed:
-                    self._after_sweep(now)
-                if not self.config.every_hour:
-                    self._reviewed(now)
-            timings.sweeps += clock() - t0
-            # Dispatch after the sweep whenever there is something to send: an hour in which nothing was written
-            # (no proposal acted on, nothing reviewed) plans nothing.
-            if self.dispatcher is not None and (acted or report.events or retrying):
-                retrying = self._dispatch(self.dispatcher, now)
-        if self.dispatcher is not None:
+        try:
+            while now < end:
+                now += HOUR
+                retrying = self._hour(now, retrying)
             for _ in range(3):
-                if not self._dispatch(self.dispatcher, end):
+                self._plan(end)
+                self._commit()
+                if not self._send(end):
                     break
-        with session_scope(self.engine) as s:
-            self.result.states = Counter(s.exec(select(Proposal.state)).all())
+            with self._work() as s:
+                self.result.states = Counter(s.exec(select(Proposal.state)).all())
+            self._commit()
+        finally:
+            self._close()
         self.result.seconds = time.perf_counter() - began
-        timings.settle(self.result.seconds)
+        self.result.timings.settle(self.result.seconds)
         return self.result
+
+    def _hour(self, now: dt.datetime, retrying: int) -> int:
+        """The hour ending at ``now``: the actions due, the sweep (when it has work), planning, sending (mail only).
+
+        ``retrying``: deliveries left to retry by the hour before; returns those left by this one.
+        """
+        clock, timings = time.perf_counter, self.result.timings
+        self.touched.clear()
+        if self.agenda and self.agenda[0].at <= now:
+            t0 = clock()
+            while self.agenda and self.agenda[0].at <= now:
+                item = heapq.heappop(self.agenda)
+                if item.action == "create":
+                    self._create(item)
+                else:
+                    self._act(item)
+            timings.actions += clock() - t0
+        acted = bool(self.touched)
+        report = ReviewReport()
+        self.result.sweeps += 1
+        t0 = clock()
+        if self.config.every_hour or self._review_due(now):
+            with self._work() as s:
+                report = sweep_in(s, self.lifecycle, now, batch_size=self.config.batch_size)
+            self.result.review += report
+            self.result.sweeps_run += 1
+            if report.closed:
+                self._after_sweep(now)
+            if not self.config.every_hour:
+                self._reviewed(now)
+        timings.sweeps += clock() - t0
+        # Plan after the sweep whenever there is something to plan: an hour in which nothing was written (no
+        # proposal acted on, nothing reviewed) plans nothing. Send (after a commit) when there is anything new
+        # or anything left to retry. Else commit once a simulated day.
+        if acted or report.events:
+            self._plan(now)
+        sending = self.sender is not None and bool(acted or report.events or retrying)
+        if sending or (now - self.config.start) % DAY == dt.timedelta(0):
+            self._commit()
+        if sending:
+            retrying = self._send(now)
+        return retrying
 
     # ------------------------------------------------------------------ when the review has work
     def _review_due(self, now: dt.datetime) -> bool:
@@ -405,7 +473,7 @@ class Simulator:
         """Read when the review next selects each of ``pids`` (none of them, for those it never will)."""
         if not pids:
             return
-        with Session(self.engine) as s:
+        with self._work() as s:
             each = next_due_each(s, self.lifecycle, now, pids)
         for pid in pids:
             at = each.get(pid)
@@ -422,14 +490,24 @@ class Simulator:
             heapq.heappop(heap)
         return bool(heap) and heap[0][0] <= now
 
-    def _dispatch(self, dispatcher: Dispatcher, now: dt.datetime) -> int:
-        """Plan (and send) after the hour ending at ``now``; returns the deliveries still to retry."""
-        done = dispatcher(now)
-        self.result.planned += done.planned
-        self.result.sent += done.sent
-        self.result.timings.planning += done.planning
-        self.result.timings.sending += done.sending
-        return done.retrying
+    def _plan(self, now: dt.datetime) -> None:
+        """Plan the deliveries of the hour ending at ``now``, in the transaction."""
+        if self.planner is None:
+            return
+        t0 = time.perf_counter()
+        with self._work() as s:
+            self.result.planned += self.planner(s, now)
+        self.result.timings.planning += time.perf_counter() - t0
+
+    def _send(self, now: dt.datetime) -> int:
+        """Send what is due at ``now`` (after a commit); returns the deliveries still to retry."""
+        if self.sender is None:
+            return 0
+        t0 = time.perf_counter()
+        sent, retrying = self.sender(now)
+        self.result.sent += sent
+        self.result.timings.sending += time.perf_counter() - t0
+        return retrying
 
 
 def _grid(start: dt.datetime, t: dt.datetime) -> dt.datetime:
@@ -775,15 +853,20 @@ def run_simulation(
     import notifications
     from models.db import create_schema, make_engine
     from models.sync import sync_definition
-    from notifications.planning import plan_events
+    from notifications import planning
     from notifications.sink import MailSink
 
     began = time.perf_counter()
     folder = (settings.data_dir / "simulation").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    engine = make_engine(f"sqlite:///{folder / 'forumflow.db'}")
-    create_schema(engine)
+    url = f"sqlite:///{folder / 'forumflow.db'}"
+    setup = make_engine(url)  # the schema lock needs a plain engine
+    try:
+        create_schema(setup)
+    finally:
+        setup.dispose()
+    engine = make_engine(url, scratch=True)
     lifecycle = Lifecycle(definition)
     with session_scope(engine) as s:
         sync_definition(s, definition)
@@ -798,20 +881,20 @@ def run_simulation(
 
         planned_up_to = 0  # every event up to this id is planned (the simulation is its database's only writer)
 
-        def dispatcher(now: dt.datetime) -> DispatchRound:
-            """Plan deliveries for the new events (the outbox); with the sink, send what is due into it."""
+        def planner(session: Session, now: dt.datetime) -> int:
+            """Plan deliveries for the new events (the outbox)."""
             nonlocal planned_up_to
-            t0 = time.perf_counter()
-            with session_scope(engine) as s:
-                planned = plan_events(s, lifecycle, now=now, after_id=planned_up_to)
+            planned = planning.plan_events(session, lifecycle, now=now, after_id=planned_up_to)
             planned_up_to = planned.last_event_id
-            t1 = time.perf_counter()
-            if sink is None:
-                return DispatchRound(planned.deliveries, planning=t1 - t0)
-            report = notifications.send_pending(engine, mail_settings, lifecycle, now=now)
-            return DispatchRound(planned.deliveries, report.sent, report.retrying, t1 - t0, time.perf_counter() - t1)
+            return planned.deliveries
 
-        result = Simulator(engine, lifecycle, config, dispatcher=dispatcher).run()
+        def sender(now: dt.datetime) -> tuple[int, int]:
+            """Send what is due into the sink."""
+            report = notifications.send_pending(engine, mail_settings, lifecycle, now=now)
+            return report.sent, report.retrying
+
+        simulator = Simulator(engine, lifecycle, config, planner=planner, sender=sender if sink is not None else None)
+        result = simulator.run()
         t0 = time.perf_counter()
         result.checks = Checker(engine, lifecycle, config).run()
         result.checks.append(check_mail(engine, folder / "maildir" if sink is not None else None))

@@ -134,17 +134,48 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL an optional schema."""
+# A scratch database (``make_engine(..., scratch=True)``) is not synced to disk: the operating system writes it when
+# it likes. A crash of the process loses nothing committed; a crash of the machine may lose or corrupt the file.
+SCRATCH_PRAGMAS = ("synchronous=OFF",)
+
+
+def _scratch_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    for pragma in SCRATCH_PRAGMAS:
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+    # sqlite3 begins a transaction only before a write, so a SAVEPOINT could begin (and its RELEASE end) one:
+    # leave beginning to SQLAlchemy, which then emits BEGIN itself (_begin), as SQLAlchemy's pysqlite notes advise.
+    dbapi_conn.isolation_level = None
+
+
+def _begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, schema: str | None = None, echo: bool = False, scratch: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL an optional schema.
+
+    ``scratch`` (SQLite only): a throwaway database that one process writes alone (``forumflow simulate``): never
+    synced to disk, and every transaction begun with an explicit BEGIN, so that savepoints (``begin_nested``,
+    a session joining a connection's transaction with ``create_savepoint``) work. Never for a forum's database;
+    and a scratch engine cannot take the schema lock (``create_schema``): make the schema with a plain engine.
+    """
     url = normalise_url(url)
+    sqlite = url.startswith("sqlite")
+    if scratch and not sqlite:
+        raise ValueError("only an SQLite database can be a scratch database")
     connect_args: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    if sqlite:
         connect_args["check_same_thread"] = False
     elif schema:
         connect_args["options"] = f"-csearch_path={schema}"
     engine = create_engine(url, echo=echo, connect_args=connect_args)
-    if url.startswith("sqlite"):
+    if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+    if scratch:
+        event.listen(engine, "connect", _scratch_pragmas)
+        event.listen(engine, "begin", _begin)
     return engine
 
 
@@ -312,6 +343,8 @@ def schema_status(bind: Engine | Connection) -> SchemaStatus:
             "unknown", current, head, True, f"schema revision {current} is not one this forumflow knows (newest {head})"
         )
     present = set(inspect(bind).get_table_names())
+    if not present:  # no table at all: empty, without migrating a scratch database to revision 0001 to see
+        return SchemaStatus("empty", None, head, False)
     first = _revision_tables(FIRST_REVISION)
     if not present & (set(first) | _our_tables()):
         return SchemaStatus("empty", None, head, False)

@@ -248,6 +248,7 @@ def _next_due_rows(lifecycle: Lifecycle, some: bool) -> Select[Any]:
 
 
 _NEXT_DUE_STATEMENTS: weakref.WeakKeyDictionary[Lifecycle, dict[bool, Select[Any]]] = weakref.WeakKeyDictionary()
+_TIMINGS: weakref.WeakKeyDictionary[Lifecycle, dict[str, _Timing]] = weakref.WeakKeyDictionary()  # per workflow, once
 
 
 def next_due_each(
@@ -268,7 +269,10 @@ def next_due_each(
         return {}
     connection = session.connection()
     rows = connection.execute(_next_due_rows(lifecycle, ids is not None), {"ids": sorted(ids)} if ids is not None else {})
-    timings, approval = _timings(lifecycle.workflow), lifecycle.approval_states
+    timings = _TIMINGS.get(lifecycle)
+    if timings is None:
+        timings = _TIMINGS[lifecycle] = _timings(lifecycle.workflow)
+    approval = lifecycle.approval_states
     terms: list[tuple[dt.date, dt.date, str]] | None = None
     out: dict[int, dt.datetime] = {}
     for r in rows:
@@ -576,6 +580,21 @@ def sweep(engine: Engine, lifecycle: Lifecycle, now: dt.datetime, *, batch_size:
         report += review_ids(engine, lifecycle, ids, now)
     if report.events or report.skipped:
         log.info("review at %s: %s", utc(now).isoformat(), report.as_dict())
+    return report
+
+
+def sweep_in(session: Session, lifecycle: Lifecycle, now: dt.datetime, *, batch_size: int = DEFAULT_BATCH) -> ReviewReport:
+    """The whole review at ``now`` in the caller's transaction (flushed, not committed), batch by batch.
+
+    For a caller that is its database's only writer and whose clock only moves on (``forumflow simulate``): no
+    retry, and no check of ``now`` against the newest event. Decides as ``sweep`` does.
+    """
+    now = utc(now)
+    report = ReviewReport()
+    for ids in batches(due_ids(session, lifecycle, now), batch_size):
+        report += review_batch(session, lifecycle, ids, now)
+    if report.events or report.skipped:
+        log.info("review at %s: %s", now.isoformat(), report.as_dict())
     return report
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, bindparam
+from sqlalchemy import Row, Select, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import defer
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, col
 
+from models.db import as_loaded
 from models.lifecycle import Lifecycle, Roster, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
 from models.roster import People, people, token_column
@@ -162,14 +163,14 @@ def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, aft
     roster: Roster | None = None
     statements = _statements(session)
     created = examined = 0
+    connection = session.connection()
     while True:
-        found = session.execute(statements.unplanned, {"after_id": after_id}).all()
+        found = connection.execute(statements.unplanned, {"after_id": after_id}).all()
         if not found:
             break
-        events: list[Event] = [row[0] for row in found]
-        proposals: dict[int | None, Proposal] = {row[1].id: row[1] for row in found}
+        events, proposals = _loaded(session, found)
         if rules is None or people is None or roster is None:
-            rules, people = RecipientRules(lifecycle.definition), Directory.load(session, found[0][2], known=True)
+            rules, people = RecipientRules(lifecycle.definition), Directory.load(session, found[0][-1], known=True)
             roster = Roster(session, now, people.forum)
         # Who must still act, as of now, for the proposals that got reminders: someone may have acted since.
         reminded = {e.proposal_id: proposals[e.proposal_id] for e in events if e.action in _TO_ACTORS}
@@ -200,22 +201,48 @@ def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, aft
     return Planned(created, examined, after_id)
 
 
+# The columns ``unplanned`` reads: every column of the event, then the proposal's but its texts (not needed here:
+# not reading them keeps the rows light), by attribute name.
+_EVENT_KEYS = tuple(c.key for c in Event.__table__.columns)  # type: ignore[attr-defined]
+_PROPOSAL_KEYS = tuple(c.key for c in Proposal.__table__.columns if c.key not in ("title", "summary", "body"))  # type: ignore[attr-defined]
+_EVENT_WIDTH, _PROPOSAL_END = len(_EVENT_KEYS), len(_EVENT_KEYS) + len(_PROPOSAL_KEYS)
+_PROPOSAL_ID = _EVENT_WIDTH + _PROPOSAL_KEYS.index("id")
+
+
+def _loaded(session: Session, rows: Sequence[Row[Any]]) -> tuple[list[Event], dict[int | None, Proposal]]:
+    """The events of ``unplanned``'s rows and their proposals, as a query of the two entities would give them.
+
+    Read with a Core statement (an ORM query of two entities costs more than the few rows it reads), as
+    instances the session holds when it has them, else instances only the caller holds (``as_loaded``).
+    """
+    events: list[Event] = []
+    proposals: dict[int | None, Proposal] = {}
+    for row in rows:
+        events.append(as_loaded(session, Event, dict(zip(_EVENT_KEYS, row[:_EVENT_WIDTH], strict=True)), attach=False))
+        pid = row[_PROPOSAL_ID]
+        if pid not in proposals:
+            values = dict(zip(_PROPOSAL_KEYS, row[_EVENT_WIDTH:_PROPOSAL_END], strict=True))
+            proposals[pid] = as_loaded(session, Proposal, values, attach=False)
+    return events, proposals
+
+
 @dataclass(frozen=True)
 class _Statements:
     """The statements of a planning run, built once per database backend."""
 
     # The next chunk of unplanned events after :after_id, each with its proposal (without the texts), and the
-    # definition generation's token (for the roster).
-    unplanned: Select[tuple[Event, Proposal, str | None]]
+    # definition generation's token (for the roster): Core rows, columns as ``_loaded`` reads them.
+    unplanned: Select[Any]
     deliveries: Insert  # INSERT ... ON CONFLICT DO NOTHING (counted by rowcount), or ... RETURNING the new ids
     marks: Insert
     counted: bool  # the driver counts the rows an executemany inserted (cheaper than RETURNING them)
 
     def insert(self, session: Session, statement: Insert, rows: list[dict[str, Any]]) -> int:
         """Insert ``rows`` that are not there yet; how many were."""
+        connection = session.connection()
         if self.counted:
-            return int(session.execute(statement, rows).rowcount)  # type: ignore[attr-defined]
-        return len(session.execute(statement, rows).all())
+            return int(connection.execute(statement, rows).rowcount)
+        return len(connection.execute(statement, rows).all())
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -226,18 +253,17 @@ def _statements(session: Session) -> _Statements:
     known = _STATEMENTS.get(dialect.name)
     if known is not None:
         return known
-    texts = [defer(getattr(Proposal, name)) for name in ("title", "summary", "body")]
+    events, proposals = Event.__table__, Proposal.__table__  # type: ignore[attr-defined]
     # sqlite3 sums the rows an executemany inserted; psycopg's pipelined executemany does not tell (-1).
     counted = dialect.name == "sqlite"
     deliveries, marks = _insert_new(session, Delivery), _insert_new(session, PlannedEvent)
     built = _Statements(
-        unplanned=sa_select(Event, Proposal, token_column())
-        .join(Proposal, col(Proposal.id) == col(Event.proposal_id))
-        .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == col(Event.id))
-        .where(col(PlannedEvent.event_id).is_(None), col(Event.id) > bindparam("after_id"))
-        .order_by(col(Event.id))
-        .limit(PLAN_CHUNK)
-        .options(*texts),
+        unplanned=sa_select(*events.columns, *(proposals.c[key] for key in _PROPOSAL_KEYS), token_column())
+        .join(proposals, proposals.c.id == events.c.proposal_id)
+        .outerjoin(PlannedEvent, col(PlannedEvent.event_id) == events.c.id)
+        .where(col(PlannedEvent.event_id).is_(None), events.c.id > bindparam("after_id"))
+        .order_by(events.c.id)
+        .limit(PLAN_CHUNK),
         deliveries=deliveries if counted else deliveries.returning(col(Delivery.id)),
         marks=marks if counted else marks.returning(col(PlannedEvent.event_id)),
         counted=counted,

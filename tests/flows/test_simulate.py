@@ -164,7 +164,7 @@ def test_the_time_is_told_by_part(tmp_path: Path, definition: ForumDefinition, m
 
     monkeypatch.setattr(Lifecycle, "apply", costs("apply", 1.0, Lifecycle.apply))
     monkeypatch.setattr(Lifecycle, "create_proposal", costs("create", 1.0, Lifecycle.create_proposal))
-    monkeypatch.setattr(simulate, "sweep", costs("sweep", 100.0, simulate.sweep))
+    monkeypatch.setattr(simulate, "sweep_in", costs("sweep", 100.0, simulate.sweep_in))
     monkeypatch.setattr(notifications.planning, "plan_events", costs("plan", 10_000.0, notifications.planning.plan_events))
     monkeypatch.setattr(simulate.Checker, "run", costs("check", 1_000_000.0, simulate.Checker.run))
     config = SimulationConfig(proposals=8, days=60, seed=4)
@@ -177,3 +177,31 @@ def test_the_time_is_told_by_part(tmp_path: Path, definition: ForumDefinition, m
     assert t.planning == 10_000.0 * calls["plan"]
     assert (t.checks, t.sending, t.other) == (1_000_000.0, 0.0, 0.0)
     assert result.seconds == t.actions + t.sweeps + t.planning + t.checks
+
+
+def test_a_refused_action_leaves_nothing_behind(
+    tmp_path: Path, definition: ForumDefinition, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Actions share their hour's transaction: one refused after writing is undone alone, the hour's others kept."""
+    from models.errors import NotPossibleError
+
+    real = Lifecycle.apply
+    refused: list[tuple[int, str, dt.datetime]] = []
+
+    def apply_then_refuse(self: Lifecycle, session: Any, proposal_id: int, action: str, actor: str, **kw: Any) -> Any:
+        events = real(self, session, proposal_id, action, actor, **kw)
+        if not refused and action == "submit":
+            refused.append((proposal_id, action, kw["now"]))
+            raise NotPossibleError("refused after writing, for the test")
+        return events
+
+    monkeypatch.setattr(Lifecycle, "apply", apply_then_refuse)
+    config = SimulationConfig(proposals=6, days=30, seed=2)
+    result, folder = run_simulation(Settings(data_dir=tmp_path), definition, config)
+    assert len(result.refused) == 1 and "refused after writing" in result.refused[0]
+    (pid, action, at) = refused[0]
+    outcome = _outcome(folder)
+    assert not [e for e in outcome["events"] if e[1] == pid and e[3] == action and e[7] == at]
+    assert [e for e in outcome["events"] if e[1] == pid and e[3] == "create"]  # its creation was kept
+    failures = {c.name: c.failures[:3] for c in result.checks if not c.ok}
+    assert failures == {}

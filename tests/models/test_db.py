@@ -1,14 +1,16 @@
-"""UTCDateTime on SQLite: its own processors store and read exactly what SQLAlchemy's DateTime would."""
+"""UTCDateTime on SQLite: its own processors store and read exactly what SQLAlchemy's DateTime would; scratch engines."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import DATETIME
+from sqlmodel import Session
 
-from models.db import UTCDateTime
+from models.db import UTCDateTime, make_engine
 
 MOMENTS = [
     dt.datetime(2021, 3, 1, 9, 0, tzinfo=dt.UTC),
@@ -39,3 +41,43 @@ def test_sqlite_refuses_a_naive_moment() -> None:
     assert process is not None
     with pytest.raises(ValueError, match="naive datetime"):
         process(dt.datetime(2021, 3, 1, 9, 0))
+
+
+def test_a_scratch_database_is_not_synced_and_its_savepoints_undo_only_their_own_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    plain = make_engine(url)
+    with plain.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: a forum's database is synced
+    plain.dispose()
+    engine = make_engine(url, scratch=True)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0  # OFF
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            conn.commit()
+            conn.begin()
+            with Session(bind=conn, join_transaction_mode="rollback_only") as session:
+                # Savepoints before any write: each one inside the transaction, none of them ending it.
+                with session.begin_nested():
+                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('kept')")
+                with pytest.raises(RuntimeError), session.begin_nested():
+                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('undone')")
+                    raise RuntimeError
+            assert conn.in_transaction()
+            conn.rollback()
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0  # the whole transaction rolled back
+            conn.commit()
+            conn.begin()
+            with Session(bind=conn, join_transaction_mode="rollback_only") as session:
+                with session.begin_nested():
+                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('kept')")
+                with pytest.raises(RuntimeError), session.begin_nested():
+                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('undone')")
+                    raise RuntimeError
+            conn.commit()
+            assert [r[0] for r in conn.exec_driver_sql("SELECT x FROM t")] == ["kept"]
+    finally:
+        engine.dispose()
+    with pytest.raises(ValueError, match="only an SQLite database"):
+        make_engine("postgresql://nobody@127.0.0.1/none", scratch=True)
