@@ -18,6 +18,7 @@ most one accepted mail per connection is ever unrecorded, and outcomes of severa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import aiosmtplib
 
 from config.settings import Settings
 from models.errors import InvalidInputError
-from notifications.mail import Sender
+from notifications.mail import ADDRESS, Sender
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class SmtpPool:
         self.down: str = ""  # why the server could not be used, once it could not
         self._reached = False  # a connection has worked in this run
         self._probe = asyncio.Lock()
+        self._mail_from = _path("FROM", config.sender.addr_spec)
 
     async def __aenter__(self) -> SmtpPool:
         return self
@@ -255,9 +257,8 @@ class SmtpPool:
     ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
         """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client."""
         try:
-            # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses twice more per mail.
-            await client.mail(self.config.sender.addr_spec)
-            await client.rcpt(job.to)
+            # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses again for every mail.
+            await _envelope(client, self.config.sender.addr_spec, self._mail_from, job.to)
         except Exception as exc:
             return await self._failed(client, job, exc)
         if outcomes is not None:
@@ -285,6 +286,31 @@ class SmtpPool:
                 pass
         await _quit(client)
         return outcome, None
+
+
+@functools.lru_cache(maxsize=4096)  # the same recipients come back run after run
+def _path(keyword: str, address: str) -> bytes | None:
+    """``FROM:<address>`` or ``TO:<address>`` for an address that needs no quoting (checked); None for any other."""
+    return f"{keyword}:<{address}>".encode("ascii") if ADDRESS.fullmatch(address) else None
+
+
+async def _envelope(client: aiosmtplib.SMTP, sender: str, mail_from: bytes | None, to: str) -> None:
+    """MAIL and RCPT for one mail, each awaiting its reply, as ``client.mail`` and ``client.rcpt`` would send them.
+
+    Those parse both addresses anew for every mail (``email.utils.parseaddr``); addresses checked once here go
+    out as they are. Any other address, or a session not greeted yet, goes through aiosmtplib's own methods.
+    """
+    rcpt_to = _path("TO", to)
+    if mail_from is None or rcpt_to is None or client.is_ehlo_or_helo_needed:
+        await client.mail(sender)
+        await client.rcpt(to)
+        return
+    reply = await client.execute_command(b"MAIL", mail_from)
+    if reply.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+    reply = await client.execute_command(b"RCPT", rcpt_to)
+    if reply.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, to)
 
 
 def _written(outcomes: OutcomeLog, recording: Sequence[asyncio.Future[None]]) -> None:
