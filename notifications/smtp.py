@@ -50,12 +50,17 @@ SENT = Outcome(ok=True, counts=True)
 class OutcomeLog(Protocol):
     """Where the pool hands each outcome: ``add`` queues it, ``flush`` writes everything queued."""
 
-    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
-        """Queue an outcome; the future is done once it is written."""
+    def add(self, key: int, outcome: Outcome) -> int:
+        """Queue an outcome; its ticket: the outcome is written once ``written`` reaches it."""
+        ...
+
+    @property
+    def written(self) -> int:
+        """The ticket of the last outcome written (tickets grow with each ``add``)."""
         ...
 
     def flush(self) -> None:
-        """Write every queued outcome now."""
+        """Write every queued outcome now; raises if a write failed, this time or before."""
         ...
 
 
@@ -197,9 +202,9 @@ class SmtpPool:
 
     async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome], outcomes: OutcomeLog | None) -> None:
         client: aiosmtplib.SMTP | None = self._idle.pop() if self._idle else None
-        # Outcomes of this connection still being recorded. The next mail may be rendered and its envelope sent
-        # meanwhile, but its DATA waits for them: at most one accepted mail per connection is ever unrecorded.
-        recording: list[asyncio.Future[None]] = []
+        # The ticket of this connection's last outcome. The next mail may be rendered and its envelope sent before it
+        # is written, but its DATA waits for it: at most one accepted mail per connection is ever unrecorded.
+        recording = 0
         try:
             while queue:
                 job = queue.pop()
@@ -218,10 +223,9 @@ class SmtpPool:
                             results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                             continue
                     outcome, client = await self._send_one(client, job, data, outcomes, recording)
-                    recording = [r for r in recording if not r.done()]
                 results[job.key] = outcome
                 if outcomes is not None:
-                    recording.append(outcomes.add(job.key, outcome))
+                    recording = outcomes.add(job.key, outcome)
             if outcomes is not None:
                 _written(outcomes, recording)
         finally:
@@ -253,7 +257,7 @@ class SmtpPool:
 
     async def _send_one(
         self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes, outcomes: OutcomeLog | None,
-        recording: Sequence[asyncio.Future[None]],
+        recording: int,
     ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
         """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client."""
         try:
@@ -313,12 +317,11 @@ async def _envelope(client: aiosmtplib.SMTP, sender: str, mail_from: bytes | Non
         raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, to)
 
 
-def _written(outcomes: OutcomeLog, recording: Sequence[asyncio.Future[None]]) -> None:
-    """Make sure the ``recording`` outcomes are written (flushing the log if need be); a write error propagates."""
-    if not all(r.done() for r in recording):
+def _written(outcomes: OutcomeLog, ticket: int) -> None:
+    """Make sure the outcome of ``ticket`` and those before it are written (flushing the log if need be); a write
+    error propagates."""
+    if outcomes.written < ticket:
         outcomes.flush()
-    for r in recording:
-        r.result()
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
