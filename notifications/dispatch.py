@@ -406,17 +406,33 @@ class _Writer:
             self._conn = self.engine.connect()
         conn = self._conn
         rows, settled = _rows(group, now=self.now, policy=self.policy, report=self.report)
+        if not settled:  # the common case: the driver's transaction, without SQLAlchemy's bookkeeping around it
+            self._write_rows(conn, rows)
+            return
         with conn.begin():
             for keys, same in rows.items():
-                compiled = self._compiled.get(keys)
-                if compiled is None:
-                    compiled = self._compiled[keys] = _Compiled(_update_by_id(keys), conn.dialect)
-                compiled.executemany(conn, same)
+                self._statement(keys, conn.dialect).executemany(conn, same)
             for status, ids in settled.items():  # a digest's items follow their digest
                 values: dict[str, Any] = {"status": status}
                 if status == DeliveryStatus.SENT:
                     values["sent_at"] = self.now
                 conn.execute(update(DELIVERY).where(DELIVERY.c.digest_id.in_(ids)).values(**values))
+
+    def _write_rows(self, conn: Connection, rows: dict[tuple[str, ...], list[dict[str, Any]]]) -> None:
+        """Run the statements of ``rows`` and commit, on the driver's connection (which begins its transaction)."""
+        for keys, same in rows.items():
+            self._statement(keys, conn.dialect).executemany(conn, same)
+        try:
+            conn.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+        except BaseException:
+            conn.invalidate()  # whatever the error, the connection is not used again (nor its transaction)
+            raise
+
+    def _statement(self, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(keys)
+        if compiled is None:
+            compiled = self._compiled[keys] = _Compiled(_update_by_id(keys), dialect)
+        return compiled
 
     def close(self) -> None:
         """Give the connection back."""
@@ -431,7 +447,7 @@ class _Recorder:
     A connection flushes before its next DATA, so each outcome is written before that connection's next
     mail can be accepted; whatever other connections queued meanwhile shares the transaction. The write is
     short (an UPDATE per group of rows): a worker thread would cost more in handing the interpreter back
-    and forth than it saves.
+    and forth than it saves. Once a write failed, every later flush raises: no connection sends on.
     """
 
     def __init__(self, writer: _Writer, claimed: Sequence[_Claimed]) -> None:
@@ -439,30 +455,34 @@ class _Recorder:
         self.claimed = {d.id: d for d in claimed}
         self.recorded: set[int] = set()
         self._queue: list[tuple[_Claimed, Outcome]] = []
-        self._done: list[asyncio.Future[None]] = []
+        self._added = 0  # tickets given
+        self._written = 0
+        self._failed: BaseException | None = None
 
-    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
-        """Queue ``outcome``; the future is done once it is written."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def add(self, key: int, outcome: Outcome) -> int:
+        """Queue ``outcome``; its ticket (written once ``written`` reaches it)."""
         self._queue.append((self.claimed[key], outcome))
-        self._done.append(done)
-        return done
+        self._added += 1
+        return self._added
+
+    @property
+    def written(self) -> int:
+        """The ticket of the last outcome written."""
+        return self._written
 
     def flush(self) -> None:
         """Write every queued outcome in one transaction."""
+        if self._failed is not None:
+            raise self._failed
         group, self._queue = self._queue, []
-        waiting, self._done = self._done, []
         if not group:
             return
         try:
             self._write(group)
-        except BaseException as exc:  # the database failed: every connection waiting on this write hears of it
-            for done in waiting:
-                done.set_exception(exc)
-                done.exception()  # the waiting connection hears of it; the others are stopped with the run
+        except BaseException as exc:  # the database failed: any connection waiting for this write hears of it
+            self._failed = exc
             raise
-        for done in waiting:
-            done.set_result(None)
+        self._written = self._added
 
     def rest(self, outcomes: dict[int, Outcome]) -> None:
         """Write what is still queued, then the outcomes of the mails not tried (the server went away)."""
@@ -553,23 +573,40 @@ class _Compiled:
         self.positional = compiled.positional
         names = compiled.positiontup if compiled.positional and compiled.positiontup else list(compiled.binds)
         self.binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
+        # Values a processor has converted: the same few (the run's moment, a status...) come back row after row.
+        self._converted: dict[tuple[str, Any], Any] = {}
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """The driver's parameters for one row of ``values`` (keyed by bind name)."""
-        bound = [(name, values[name] if p is None else p(values[name])) for name, p in self.binds]
+        bound = [(name, values[name] if p is None else self._convert(name, p, values[name])) for name, p in self.binds]
         return tuple(v for _, v in bound) if self.positional else dict(bound)
+
+    def _convert(self, name: str, process: Callable[[Any], Any], value: Any) -> Any:
+        key = (name, value)
+        converted = self._converted.get(key, _MISSING)
+        if converted is _MISSING:
+            converted = process(value)
+            if len(self._converted) < 1024:
+                self._converted[key] = converted
+        return converted
+
+    def run(self, dbapi: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per row, in one driver call, on the driver's connection ``dbapi``."""
+        cursor = dbapi.cursor()
+        cursor.executemany(self.sql, [self.parameters(r) for r in rows])
+        cursor.close()
+        log.debug("recorded %d outcomes", len(rows))
 
     def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per row, in one driver call, in ``conn``'s transaction."""
-        parameters: Any = [self.parameters(r) for r in rows]
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self.sql, parameters)
-            cursor.close()
+            self.run(conn.connection.dbapi_connection, rows)
         except BaseException:
             conn.invalidate()  # whatever the error, the connection is not used again
             raise
-        log.debug("recorded %d outcomes", len(rows))
+
+
+_MISSING = object()
 
 
 def _line(text: str) -> str:

@@ -29,7 +29,8 @@ LINE = 78
 # One encoded word is at most 75 characters (RFC 2047): "=?utf-8?b?" + base64 of 45 bytes + "?=".
 WORD_BYTES = 45
 _SPECIALS = set('()<>[]:;@\\,."')
-_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+# An address as it goes out, in headers and on SMTP command lines: no quoting, no space, nothing but these.
+ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 # Base64 body lines: 76 characters (57 bytes) each, as ``base64.encodebytes`` cuts them.
 _BASE64_LINE = re.compile(rb".{1,76}", re.DOTALL)
 _EOL, _BLANK = b"\r\n", b"\r\n\r\n"
@@ -46,7 +47,7 @@ class Sender:
     def parse(cls, value: str, default_name: str = "") -> Sender:
         """Validate a configured From address (``name <addr>`` or a bare address)."""
         name, addr = email.utils.parseaddr(value)
-        if UNSAFE_HEADER_CHARS.search(value) or not _ADDR.fullmatch(addr) or "." not in addr.split("@")[1]:
+        if UNSAFE_HEADER_CHARS.search(value) or not ADDRESS.fullmatch(addr) or "." not in addr.split("@")[1]:
             raise InvalidInputError(f"invalid mail From address {value!r}")
         return cls(display_name(name or default_name), addr)
 
@@ -128,7 +129,7 @@ def unstructured(name: str, value: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def mailbox(name: str, display: str, addr_spec: str) -> str:
     """A From/To header: ``display <addr>``, the name quoted or encoded as needed (one encoded word at most)."""
-    if not _ADDR.fullmatch(addr_spec):
+    if not ADDRESS.fullmatch(addr_spec):
         raise ValueError(f"unsafe address {addr_spec!r}")
     display = display_name(display)
     if not display:

@@ -10,7 +10,9 @@ A template missing in a language falls back to English; an action without a temp
 
 A mail about an event is rendered once per kind of reader (the event, the reader's language, zone, part in it and
 preference) as a ``Layout`` that each mail fills with its reader's name; the templates themselves are prepared
-(``notifications.prepared``): rendered once per shape of their variables and filled in after that.
+(``notifications.prepared``): rendered once per shape of their variables and filled in after that. Where the
+templates only write the zoned moments out (most events), the layout is rendered once for every zone with a mark in
+place of each moment, and each zone's layout is that one with its moments put in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import gettext
 import logging
 import re
 import unicodedata
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -188,6 +191,13 @@ def _cut_at_name(pieces: Sequence[str], values: Mapping[str, str]) -> tuple[str,
     return (*cuts, "".join(current))
 
 
+def _put(pieces: tuple[str, ...], texts: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """``pieces`` with each mark replaced by its text."""
+    for mark, text in texts:
+        pieces = tuple(piece.replace(mark, text) for piece in pieces)
+    return pieces
+
+
 @dataclass(frozen=True)
 class EventView:
     """What the renderer needs about one event, loaded by the caller."""
@@ -226,6 +236,20 @@ class _Base:
 
 
 ROLE_FLAGS = ("is_author", "is_chair", "is_head", "is_presiding", "is_earlier_endorser")
+# The moments a mail shows in its reader's zone (``Renderer._moments``).
+ZONED = ("at", "deadline", "deadline_day", "due")
+# Marks standing for a zoned moment in a layout rendered for every zone: as written out (``_MARKS``) and as written
+# in a sentence whose spaces were tidied (``_TIDY_MARKS``). A private-use character (not the one of
+# ``notifications.prepared``'s holes) and a token drawn per process: no text holds one by chance, nor by design.
+_MARK_TOKEN = uuid.uuid4().hex
+_MARKS = {name: f"\ue001{name}.{_MARK_TOKEN}\ue001" for name in ZONED}
+_TIDY_MARKS = {name: f"\ue001{name}.tidy.{_MARK_TOKEN}\ue001" for name in ZONED}
+_NO_LAYOUT = object()  # kept for kinds of reader whose layout cannot be shared between zones
+
+
+def _tidy(text: str) -> str:
+    """``text`` on one line with single spaces, as a sentence of a mail is written."""
+    return " ".join(text.split())
 
 
 class Renderer:
@@ -247,6 +271,8 @@ class Renderer:
         self._bases: dict[tuple[Any, ...], _Base] = {}
         self._named: dict[tuple[Any, ...], bool] = {}
         self._said_cache: dict[tuple[Any, ...], _Said] = {}
+        self._zone_free: dict[tuple[Any, ...], bool] = {}
+        self._zoneless: OrderedDict[tuple[Any, ...], Layout | object] = OrderedDict()
         self.layouts_made = 0  # kinds of reader whose mail was rendered (tests, benches)
         self._layouts: OrderedDict[tuple[Any, ...], Layout] = OrderedDict()
 
@@ -414,8 +440,8 @@ class Renderer:
             said = _Said(
                 ctx=ctx,
                 subject=module["subject"],
-                lead=" ".join(module["lead"].split()),
-                todo=" ".join(module.get("todo", "").split()),
+                lead=_tidy(module["lead"]),
+                todo=_tidy(module.get("todo", "")),
             )
             if len(self._said_cache) >= 2048:  # deliveries of one event come together: old entries are done
                 self._said_cache.pop(next(iter(self._said_cache)))
@@ -464,14 +490,78 @@ class Renderer:
         layout = self._layouts.get(key) if view.event.id is not None else None
         if layout is None:
             self.layouts_made += 1
-            ctx = self._layout_context(self._said_as(view, lang, tz, role), member)
-            ics = self._ics(view, ctx) if view.event.action == "remind" else None
-            layout = Layout.of(ctx["subject"], prepared.render(texts[0], ctx), prepared.render(texts[1], ctx), lang, ics)
+            layout = self._layout_in_zone(view, member, lang, tz, role, key, texts)
+            if layout is None:
+                ctx = self._layout_context(self._said_as(view, lang, tz, role), member)
+                ics = self._ics(view, ctx) if view.event.action == "remind" else None
+                layout = Layout.of(ctx["subject"], prepared.render(texts[0], ctx), prepared.render(texts[1], ctx), lang, ics)
             if view.event.id is not None:
                 if len(self._layouts) >= LAYOUTS_KEPT:
                     self._layouts.popitem(last=False)
                 self._layouts[key] = layout
         return layout
+
+    def _layout_in_zone(
+        self, view: EventView, member: Reader, lang: str, tz: dt.tzinfo, role: tuple[bool, ...], key: tuple[Any, ...],
+        texts: tuple[Template, Template],
+    ) -> Layout | None:
+        """The layout for readers in ``tz`` made from the one rendered for every zone; None where there is none.
+
+        A moment tidied in a sentence is the moment tidied, when it neither starts nor ends with a space: so each mark
+        takes its moment's text, escaped in the HTML, and each tidied mark the tidied text.
+        """
+        if view.event.id is None or view.event.action == "remind" or not self._zone_free_templates(view, lang):
+            return None
+        zoned = self._zoned(self._event_base(view, lang).moments, lang, tz)
+        if any(text != text.strip() for text in zoned.values()):
+            return None
+        shared_key = (*key[:2], *key[3:], tuple(bool(text) for text in zoned.values()))
+        shared = self._zoneless.get(shared_key)
+        if shared is None:
+            shared = self._zoneless[shared_key] = self._layout_for_every_zone(view, member, lang, role, zoned, texts)
+            if len(self._zoneless) > LAYOUTS_KEPT:
+                self._zoneless.popitem(last=False)
+        if not isinstance(shared, Layout):
+            return None
+        put = [(mark, text) for name, text in zoned.items() if text for mark, text in
+               ((_MARKS[name], text), (_TIDY_MARKS[name], _tidy(text)))]
+        escaped = [(mark, str(escape(text))) for mark, text in put]
+        return Layout(shared.subject, _put(shared.text, put), _put(shared.html, escaped), lang)
+
+    def _layout_for_every_zone(
+        self, view: EventView, member: Reader, lang: str, role: tuple[bool, ...], zoned: dict[str, str],
+        texts: tuple[Template, Template],
+    ) -> Layout | object:
+        """The layout with a mark for each moment (and a tidied mark in the sentences); ``_NO_LAYOUT`` if the
+        subject holds a moment."""
+        marks = {name: _MARKS[name] if text else "" for name, text in zoned.items()}
+        ctx = self._event_context(view, lang, role, marks)
+        template = self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt")
+        module = prepared.module(template, ctx)
+        tidied = [_tidy(module["lead"]), _tidy(module.get("todo", ""))]
+        for name in ZONED:
+            tidied = [text.replace(_MARKS[name], _TIDY_MARKS[name]) for text in tidied]
+        said = _Said(ctx=ctx, subject=module["subject"], lead=tidied[0], todo=tidied[1])
+        layout_ctx = self._layout_context(said, member)
+        if "\ue001" in layout_ctx["subject"]:
+            return _NO_LAYOUT
+        return Layout.of(
+            layout_ctx["subject"], prepared.render(texts[0], layout_ctx), prepared.render(texts[1], layout_ctx), lang
+        )
+
+    def _zone_free_templates(self, view: EventView, lang: str) -> bool:
+        """Whether the templates of a mail about the event only write zoned moments out or test them (kept)."""
+        key = (self.env, lang, view.event.action)
+        free = self._zone_free.get(key)
+        if free is None:
+            templates = (
+                self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt"),
+                self._select(lang, "message.txt"),
+                self._select(lang, "message.html"),
+            )
+            uses = [prepared.usage(t) for t in templates]
+            free = self._zone_free[key] = all(u.followed and not set(ZONED) & set(u.values) for u in uses)
+        return free
 
     def direct_layout(self, view: EventView, member: Reader) -> Layout:
         """The mail about one event for ``member``, rendered by jinja2 with every value (what the tests compare to)."""

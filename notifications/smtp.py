@@ -18,6 +18,7 @@ most one accepted mail per connection is ever unrecorded, and outcomes of severa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import aiosmtplib
 
 from config.settings import Settings
 from models.errors import InvalidInputError
-from notifications.mail import Sender
+from notifications.mail import ADDRESS, Sender
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,17 @@ SENT = Outcome(ok=True, counts=True)
 class OutcomeLog(Protocol):
     """Where the pool hands each outcome: ``add`` queues it, ``flush`` writes everything queued."""
 
-    def add(self, key: int, outcome: Outcome) -> asyncio.Future[None]:
-        """Queue an outcome; the future is done once it is written."""
+    def add(self, key: int, outcome: Outcome) -> int:
+        """Queue an outcome; its ticket: the outcome is written once ``written`` reaches it."""
+        ...
+
+    @property
+    def written(self) -> int:
+        """The ticket of the last outcome written (tickets grow with each ``add``)."""
         ...
 
     def flush(self) -> None:
-        """Write every queued outcome now."""
+        """Write every queued outcome now; raises if a write failed, this time or before."""
         ...
 
 
@@ -163,6 +169,7 @@ class SmtpPool:
         self.down: str = ""  # why the server could not be used, once it could not
         self._reached = False  # a connection has worked in this run
         self._probe = asyncio.Lock()
+        self._mail_from = _path("FROM", config.sender.addr_spec)
 
     async def __aenter__(self) -> SmtpPool:
         return self
@@ -195,9 +202,9 @@ class SmtpPool:
 
     async def _worker(self, queue: list[Outgoing], results: dict[int, Outcome], outcomes: OutcomeLog | None) -> None:
         client: aiosmtplib.SMTP | None = self._idle.pop() if self._idle else None
-        # Outcomes of this connection still being recorded. The next mail may be rendered and its envelope sent
-        # meanwhile, but its DATA waits for them: at most one accepted mail per connection is ever unrecorded.
-        recording: list[asyncio.Future[None]] = []
+        # The ticket of this connection's last outcome. The next mail may be rendered and its envelope sent before it
+        # is written, but its DATA waits for it: at most one accepted mail per connection is ever unrecorded.
+        recording = 0
         try:
             while queue:
                 job = queue.pop()
@@ -216,10 +223,9 @@ class SmtpPool:
                             results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                             continue
                     outcome, client = await self._send_one(client, job, data, outcomes, recording)
-                    recording = [r for r in recording if not r.done()]
                 results[job.key] = outcome
                 if outcomes is not None:
-                    recording.append(outcomes.add(job.key, outcome))
+                    recording = outcomes.add(job.key, outcome)
             if outcomes is not None:
                 _written(outcomes, recording)
         finally:
@@ -251,13 +257,12 @@ class SmtpPool:
 
     async def _send_one(
         self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes, outcomes: OutcomeLog | None,
-        recording: Sequence[asyncio.Future[None]],
+        recording: int,
     ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
         """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client."""
         try:
-            # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses twice more per mail.
-            await client.mail(self.config.sender.addr_spec)
-            await client.rcpt(job.to)
+            # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses again for every mail.
+            await _envelope(client, self.config.sender.addr_spec, self._mail_from, job.to)
         except Exception as exc:
             return await self._failed(client, job, exc)
         if outcomes is not None:
@@ -287,12 +292,36 @@ class SmtpPool:
         return outcome, None
 
 
-def _written(outcomes: OutcomeLog, recording: Sequence[asyncio.Future[None]]) -> None:
-    """Make sure the ``recording`` outcomes are written (flushing the log if need be); a write error propagates."""
-    if not all(r.done() for r in recording):
+@functools.lru_cache(maxsize=4096)  # the same recipients come back run after run
+def _path(keyword: str, address: str) -> bytes | None:
+    """``FROM:<address>`` or ``TO:<address>`` for an address that needs no quoting (checked); None for any other."""
+    return f"{keyword}:<{address}>".encode("ascii") if ADDRESS.fullmatch(address) else None
+
+
+async def _envelope(client: aiosmtplib.SMTP, sender: str, mail_from: bytes | None, to: str) -> None:
+    """MAIL and RCPT for one mail, each awaiting its reply, as ``client.mail`` and ``client.rcpt`` would send them.
+
+    Those parse both addresses anew for every mail (``email.utils.parseaddr``); addresses checked once here go
+    out as they are. Any other address, or a session not greeted yet, goes through aiosmtplib's own methods.
+    """
+    rcpt_to = _path("TO", to)
+    if mail_from is None or rcpt_to is None or client.is_ehlo_or_helo_needed:
+        await client.mail(sender)
+        await client.rcpt(to)
+        return
+    reply = await client.execute_command(b"MAIL", mail_from)
+    if reply.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+    reply = await client.execute_command(b"RCPT", rcpt_to)
+    if reply.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, to)
+
+
+def _written(outcomes: OutcomeLog, ticket: int) -> None:
+    """Make sure the outcome of ``ticket`` and those before it are written (flushing the log if need be); a write
+    error propagates."""
+    if outcomes.written < ticket:
         outcomes.flush()
-    for r in recording:
-        r.result()
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
