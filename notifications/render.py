@@ -549,17 +549,21 @@ class Renderer:
             layout_ctx["subject"], prepared.render(texts[0], layout_ctx), prepared.render(texts[1], layout_ctx), lang
         )
 
+    def _usages(self, view: EventView, lang: str) -> list[prepared.Usage]:
+        """What the templates of a mail about the event (its own text, the text and HTML layouts) read and write."""
+        templates = (
+            self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt"),
+            self._select(lang, "message.txt"),
+            self._select(lang, "message.html"),
+        )
+        return [prepared.usage(t) for t in templates]
+
     def _zone_free_templates(self, view: EventView, lang: str) -> bool:
         """Whether the templates of a mail about the event only write zoned moments out or test them (kept)."""
         key = (self.env, lang, view.event.action)
         free = self._zone_free.get(key)
         if free is None:
-            templates = (
-                self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt"),
-                self._select(lang, "message.txt"),
-                self._select(lang, "message.html"),
-            )
-            uses = [prepared.usage(t) for t in templates]
+            uses = self._usages(view, lang)
             free = self._zone_free[key] = all(u.followed and not set(ZONED) & set(u.values) for u in uses)
         return free
 
@@ -577,12 +581,7 @@ class Renderer:
         key = (self.env, lang, view.event.action)
         read = self._roles_read.get(key)
         if read is None:
-            templates = (
-                self._select(lang, f"events/{view.event.action}.txt", "events/_generic.txt"),
-                self._select(lang, "message.txt"),
-                self._select(lang, "message.html"),
-            )
-            uses = [prepared.usage(t) for t in templates]
+            uses = self._usages(view, lang)
             read = frozenset(ROLE_FLAGS) if not all(u.followed for u in uses) else frozenset().union(*(u.reads for u in uses))
             read |= {"is_earlier_endorser"}  # it also decides whether ``earlier`` is given
             self._roles_read[key] = read

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import DATETIME
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from models.db import UTCDateTime, make_engine
@@ -43,6 +44,19 @@ def test_sqlite_refuses_a_naive_moment() -> None:
         process(dt.datetime(2021, 3, 1, 9, 0))
 
 
+def two_savepoints(conn: Connection) -> None:
+    """In the connection's transaction: a savepoint that writes 'kept', then one that writes 'undone' and fails.
+
+    Both come before any other write: each must stay inside the transaction, neither may end it.
+    """
+    with Session(bind=conn, join_transaction_mode="rollback_only") as session:
+        with session.begin_nested():
+            session.connection().exec_driver_sql("INSERT INTO t VALUES ('kept')")
+        with pytest.raises(RuntimeError), session.begin_nested():
+            session.connection().exec_driver_sql("INSERT INTO t VALUES ('undone')")
+            raise RuntimeError
+
+
 def test_a_scratch_database_is_not_synced_and_its_savepoints_undo_only_their_own_writes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'scratch.db'}"
     plain = make_engine(url)
@@ -57,24 +71,13 @@ def test_a_scratch_database_is_not_synced_and_its_savepoints_undo_only_their_own
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             conn.commit()
             conn.begin()
-            with Session(bind=conn, join_transaction_mode="rollback_only") as session:
-                # Savepoints before any write: each one inside the transaction, none of them ending it.
-                with session.begin_nested():
-                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('kept')")
-                with pytest.raises(RuntimeError), session.begin_nested():
-                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('undone')")
-                    raise RuntimeError
+            two_savepoints(conn)
             assert conn.in_transaction()
             conn.rollback()
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0  # the whole transaction rolled back
             conn.commit()
             conn.begin()
-            with Session(bind=conn, join_transaction_mode="rollback_only") as session:
-                with session.begin_nested():
-                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('kept')")
-                with pytest.raises(RuntimeError), session.begin_nested():
-                    session.connection().exec_driver_sql("INSERT INTO t VALUES ('undone')")
-                    raise RuntimeError
+            two_savepoints(conn)
             conn.commit()
             assert [r[0] for r in conn.exec_driver_sql("SELECT x FROM t")] == ["kept"]
     finally:

@@ -48,3 +48,20 @@ def test_an_endorsement_through_the_api(client: TestClient, forum: Engine, lifec
         assert r.status_code == 200, r.text
         assert len(seen) <= ACTION_BUDGET, seen
         assert len([q for q in seen if not q.lstrip().upper().startswith("SELECT")]) == 3, seen  # decision, proposal, event
+
+
+# A proposal read through the API with a Bearer token: the token (with the roster's generation); the proposal with its
+# current text's author and the roster's generation; the round's decisions (for the actions possible).
+READ_BUDGET = 3
+
+
+def test_a_proposal_read_through_the_api(client: TestClient, forum: Engine, lifecycle: Lifecycle) -> None:
+    pid = make_proposal(forum, lifecycle, state="reviewed")
+    head = bearer(token_for(forum, HEADS[0]))
+    etag(client, pid, head)  # the token's first use of the minute is noted (one UPDATE): not counted here
+    with counted(forum) as seen:
+        r = client.get(f"{API}/proposals/{pid}", headers=head)
+    assert r.status_code == 200 and r.json()["text"]["version"] == 1, r.text
+    assert any(HEADS[0] in a["actors"] for a in r.json()["allowed"])  # the head may endorse: the round's decisions read
+    assert len(seen) <= READ_BUDGET, seen
+    assert all(q.lstrip().upper().startswith("SELECT") for q in seen), seen

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from sqlmodel import Session
 
+from models.details import proposal_read
 from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError
 from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
@@ -173,14 +174,15 @@ def get_proposal(
     ] = None,
 ) -> Any:
     """A proposal: its current text in full, state, deadline, and the actions possible now (with ``ETag``)."""
-    p = find_proposal(db, proposal_id)
+    read = proposal_read(db, proposal_id)  # with its current text's author and the roster, in one statement
+    p = read.proposal
     tag = etag_of(p)
     tags = _tags(if_none_match or "")
     if "*" in tags or tag in tags or f"W/{tag}" in tags:
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "private, no-cache"})
     response.headers["ETag"] = tag
     response.headers["Cache-Control"] = "private, no-cache"
-    return _detail(db, state, p, who, now)
+    return _detail(db, state, p, who, now, state.runtime.lifecycle.allowed(db, p, now, forum=read.people), read.text)
 
 
 @router.get("/{proposal_id}/events", response_model=list[EventOut], responses=problem_responses(*READ))
