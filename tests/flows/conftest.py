@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,16 @@ import pytest
 
 from config import ForumDefinition
 from models import create_schema, make_engine, session_scope, sync_definition
+
+
+def interrupt(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 60) -> None:
+    """Stop a command as Ctrl-C does (SIGINT) and wait for it; killed if it has not ended within ``timeout``."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from models import session_scope
 from models.tables import Event
 from notifications.sink import free_port
 from tests.factories import T0, make_proposal
+from tests.flows.conftest import interrupt
 
 DAY = dt.timedelta(days=1)
 
@@ -218,12 +218,7 @@ def test_review_and_dispatch_run_on_the_server_of_a_running_serve(tmp_path: Path
         assert runs == [("COMPLETED", {"now": (T0 + 23 * DAY).isoformat(), "batch_size": 500, "db_url": None})], runs
         print(f"review on serve's server: {took:.1f} s")
     finally:
-        serve.send_signal(signal.SIGINT)
-        try:
-            serve.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
+        interrupt(serve)
         log.close()
     assert not (data / SERVER_RECORD).exists()  # serve removed its record on the way out
 

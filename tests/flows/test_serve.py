@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.flows.conftest import interrupt
 
 pytestmark = pytest.mark.slow
 
@@ -89,12 +90,7 @@ def test_serve_runs_both_flows_on_their_schedules(tmp_path: Path) -> None:
 
         assert _wait_for(gaps, 90, "the planned runs of both deployments") == {"review/serve": {60.0}, "dispatch/serve": {120.0}}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
         log.close()
     port = api.split(":")[-1].split("/")[0]
     lines = Path(log.name).read_text().splitlines()
