@@ -14,9 +14,8 @@ from sqlalchemy import Row, and_, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from models.db import as_loaded
 from models.errors import NotFoundError
-from models.lifecycle import Lifecycle, _heads
+from models.lifecycle import Lifecycle, _heads, proposal_in_row
 from models.roster import People, people, token_column
 from models.tables import MAX_PROPOSAL_ID, EndorsementDecision, Event, Member, ProgressReport, Proposal, ProposalText
 from models.texts import TextInfo
@@ -70,7 +69,7 @@ class Board:
 
 @dataclass(frozen=True)
 class ProposalRead:
-    """A proposal as its page starts: the row, its current text version's author and time, the forum's people."""
+    """A proposal as its page and the API read it: the row, its current text version's author and time, the people."""
 
     proposal: Proposal
     text: TextInfo
@@ -95,7 +94,6 @@ _PROPOSAL_READ = (
     .select_from(_p.outerjoin(_t, and_(_t.c.proposal_id == _p.c.id, _t.c.version == _p.c.text_version)))
     .where(_p.c.id == bindparam("proposal_id"))
 )
-_PROPOSAL_KEYS = tuple(c.key for c in _p.columns)
 _EVENTS = (
     sa_select(_e.c.seq, _e.c.action, _e.c.from_state, _e.c.to_state, _e.c.actor, _e.c.at, _e.c.comment, _e.c.payload)
     .where(_e.c.proposal_id == bindparam("proposal_id")).order_by(_e.c.seq)
@@ -110,8 +108,7 @@ def proposal_read(session: Session, proposal_id: int) -> ProposalRead:
     """The proposal (NotFoundError when there is none, also for an id no proposal row can have), its current text
     version (as ``text_info``) and the forum's people (as ``people``), in one statement.
 
-    The proposal is the session's copy when it holds one (as a query would give it), else a copy only the caller
-    holds (not put in the session: a page reads it, nothing changes it).
+    The proposal is as ``proposal_in_row`` gives it (the session's copy, else one only the caller holds).
     """
     if not 0 < proposal_id <= MAX_PROPOSAL_ID:
         raise NotFoundError(f"proposal {proposal_id} not found")
@@ -120,9 +117,8 @@ def proposal_read(session: Session, proposal_id: int) -> ProposalRead:
     row = session.connection().execute(_PROPOSAL_READ, {"proposal_id": proposal_id}).first()
     if row is None:
         raise NotFoundError(f"proposal {proposal_id} not found")
-    width = len(_PROPOSAL_KEYS)
-    proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, row[:width], strict=True)), attach=False)
-    token, text_author, text_at = row[width:]
+    proposal = proposal_in_row(session, row)
+    token, text_author, text_at = row[len(_p.columns):]
     if text_author is None:
         raise NotFoundError(f"proposal {proposal.id} has no text version {proposal.text_version}")
     return ProposalRead(proposal, TextInfo(proposal.text_version, text_author, text_at), people(session, token, known=True))

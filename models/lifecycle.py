@@ -522,9 +522,7 @@ class Lifecycle:
         if not found:
             raise NotFoundError(f"proposal {proposal_id} not found")
         (first,) = found
-        # The caller's copy when its session holds one (as a query would give it), else a copy of the row only
-        # this call holds: the session keeps no instance nobody refers to, so it need not be put there.
-        proposal = as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, first[:_WIDTH], strict=True)), attach=False)
+        proposal = proposal_in_row(session, first)
         token = first[_WIDTH]
         decided = None
         if decisions:
@@ -1110,6 +1108,15 @@ class Lifecycle:
 # The proposal's columns by attribute name, in table order (the order a Core SELECT of the table gives them).
 _PROPOSAL_KEYS = tuple(c.key for c in Proposal.__table__.columns)  # type: ignore[attr-defined]
 _WIDTH, _ID = len(_PROPOSAL_KEYS), _PROPOSAL_KEYS.index("id")
+
+
+def proposal_in_row(session: Session, row: Sequence[Any]) -> Proposal:
+    """The proposal in the first columns of a Core row that selects the table's columns first (in table order).
+
+    The caller's copy when its session holds one (as a query would give it), else a copy of the row only the caller
+    holds: the session keeps no instance nobody refers to, so it need not be put there.
+    """
+    return as_loaded(session, Proposal, dict(zip(_PROPOSAL_KEYS, row[:_WIDTH], strict=True)), attach=False)
 
 
 @functools.cache
