@@ -14,6 +14,8 @@ What is fair and what is not:
   - same_connections talks to the server as forumflow's pool does: C sessions opened once, and per message
     MAIL, RCPT and DATA, each awaiting its reply. Neither pipelines (aiosmtplib does not, though aiosmtpd offers
     PIPELINING), neither sends a SIZE parameter.
+  - every contender runs on the event loop forumflow sends on (``notifications.smtp.run_sending``: uvloop where it
+    is installed, as it is with forumflow's dependencies), so the loop weighs on both sides alike.
   - the server accepts and counts (no disk): the client side is what is measured. Every run is checked against
     the server's count.
 Each contender runs once per repeat, in an order that turns with the repeat. Printed per contender: messages per
@@ -59,7 +61,7 @@ from notifications import dispatch_once  # noqa: E402
 from notifications.dispatch import _claim, _Mails  # noqa: E402
 from notifications.render import Renderer  # noqa: E402
 from notifications.sink import free_port  # noqa: E402
-from notifications.smtp import SmtpConfig  # noqa: E402
+from notifications.smtp import SmtpConfig, event_loop_factory, run_sending  # noqa: E402
 
 T0 = dt.datetime(2021, 3, 1, 9, 0, tzinfo=dt.UTC)
 PER_PROPOSAL = 20  # submit: chair and two members; recommend: the author and 16 heads of region
@@ -152,6 +154,12 @@ def run_forumflow(engine: Engine, settings: Settings, lifecycle: Lifecycle) -> i
     if report.send.sent != report.planned:
         raise RuntimeError(f"forumflow sent {report.send.sent} of {report.planned}: {report.send.errors}")
     return report.send.sent
+
+
+def loop_name() -> str:
+    """The event loop every contender runs on."""
+    factory = event_loop_factory()
+    return "asyncio" if factory is None else factory.__module__.split(".")[0]
 
 
 def _client(port: int) -> aiosmtplib.SMTP:
@@ -283,9 +291,9 @@ def main() -> None:
 
             contenders: dict[str, Callable[[], int]] = {
                 "forumflow": forumflow,
-                "same_connections": lambda: asyncio.run(_same_connections(server.port, messages, args.connections)),
-                "one_connection": lambda: asyncio.run(_one_connection(server.port, messages)),
-                "per_message": lambda: asyncio.run(_per_message(server.port, messages)),
+                "same_connections": lambda: run_sending(_same_connections(server.port, messages, args.connections)),
+                "one_connection": lambda: run_sending(_one_connection(server.port, messages)),
+                "per_message": lambda: run_sending(_per_message(server.port, messages)),
             }
 
             def prepare() -> None:
@@ -305,7 +313,7 @@ def main() -> None:
 
     n = len(messages)
     medians = {name: runs.medians() for name, runs in results.items()}
-    print(f"{n} messages, {args.connections} connections, medians of {args.repeats} runs:")
+    print(f"{n} messages, {args.connections} connections, event loop {loop_name()}, medians of {args.repeats} runs:")
     print(f"  {'':17s} {'msg/s':>8s} {'client CPU/msg':>15s} {'server CPU/msg':>15s}")
     for name, (rate, cpu, server_cpu) in medians.items():
         print(f"  {name:17s} {rate:8.1f} {cpu:12.0f} us {server_cpu:12.0f} us")
@@ -324,7 +332,8 @@ def main() -> None:
     figures["runs_msgs_per_s"] = {name: [round(r, 1) for r in runs.rates] for name, runs in results.items()}
     emit(
         "dispatch", figures, ratios,
-        params={"deliveries": n, "repeats": args.repeats, "connections": args.connections}, targets=TARGETS,
+        params={"deliveries": n, "repeats": args.repeats, "connections": args.connections, "event_loop": loop_name()},
+        targets=TARGETS,
     )
 
 

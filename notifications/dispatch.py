@@ -46,7 +46,7 @@ from models.tables import Event, Member, Proposal
 from notifications.mail import build_mail
 from notifications.planning import Directory, plan_deliveries
 from notifications.render import EventView, Rendered, Renderer, member_zone
-from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool
+from notifications.smtp import Outcome, Outgoing, SmtpConfig, SmtpPool, run_sending
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,14 @@ def _long_lived_heap() -> Iterator[None]:
 
 
 def _run_async(coro: Coroutine[Any, Any, SendReport]) -> SendReport:
-    """Run ``coro`` to the end; from inside a running event loop (an async caller), in a thread of its own."""
+    """Run ``coro`` to the end on a loop of its own (``run_sending``); from inside a running event loop (an async
+    caller), in a thread of its own."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return run_sending(coro)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="forumflow-send") as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(run_sending, coro).result()
 
 
 def dispatch_once(engine: Engine, settings: Settings, lifecycle: Lifecycle, *, now: dt.datetime) -> DispatchReport:
