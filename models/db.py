@@ -123,7 +123,8 @@ def _py_lower(value: Any) -> Any:
 
 # Every SQLite connection's settings, in this order (bench/actions.py gives its bare SQL the same).
 # The timeout first: switching a new file to WAL needs a lock that a concurrent process may hold.
-SQLITE_PRAGMAS = ("busy_timeout=10000", "foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_PRAGMAS = (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -13,6 +13,7 @@ Use the ``Annotated`` aliases in routes::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -27,7 +28,7 @@ from sqlmodel import Session
 from models.auth import SignedIn, new_secret, signed_in
 from models.runtime import Runtime
 from models.tables import Member
-from models.tokens import live_token, note_use, use_is_new
+from models.tokens import LiveToken, live_token, note_use, use_is_new
 from web.errors import CsrfError, NotSignedInError, SignInRequiredError
 from web.i18n import Ui
 from web.routing import finish
@@ -148,32 +149,63 @@ API_SECURITY = (
 )
 
 
-async def api_member(request: Request, who: Viewer, db: DbSession) -> Caller:
-    """The member calling the API, or 401 problem+json; with a session, an unsafe request must carry its CSRF token.
+@dataclass(frozen=True)
+class Credentials:
+    """What an API request shows of its caller, read off the request before any database work."""
 
-    Every API route takes the caller, so this is where the API checks CSRF (``csrf_protect``: requests with a Bearer
-    token are exempt, a request with no session is left to answer 401), before anything else, as a router-wide
-    dependency would (one dependency less to solve on every request). An ``Authorization`` header decides alone:
-    a bad token is refused even beside a valid session cookie.
+    session_id: str | None  # the session cookie
+    authorization: str | None  # the Authorization header, as sent
+    csrf_token: str | None  # the CSRF token sent (header, or form field), for an unsafe request with a session
+    checks_csrf: bool  # an unsafe request without a Bearer token: a session must show its CSRF token
+
+
+async def credentials(request: Request) -> Credentials:
+    """The caller's credentials as the request carries them (the form is read only for a form's CSRF field)."""
+    session_id = request.cookies.get(SESSION_COOKIE) or None
+    checks = request.method not in SAFE_METHODS and not is_bearer(request.headers.raw)
+    given = await csrf_given(request) if checks and session_id else None
+    return Credentials(session_id, request.headers.get("authorization"), given, checks)
+
+
+def caller_of(db: Session, creds: Credentials, *, now: dt.datetime) -> tuple[Caller, LiveToken | None]:
+    """The member calling the API, and the token they called with (None with a session); reads only.
+
+    401 (``NotSignedInError``) or, for an unsafe request with a session and no valid CSRF token, 403 (``CsrfError``),
+    checked before anything else. An ``Authorization`` header decides alone: a bad token is refused even beside a
+    valid session cookie. Tokens are 256-bit: guessing is hopeless, so refusals are not counted (no write).
     """
-    now = request_time(request)
-    if who is not None:
-        await csrf_protect(request, who)
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, raw = header.strip().partition(" ")
-        found = None
-        if scheme.lower() == "bearer":
-            found = live_token(db, raw.strip()) if reads_inline(db) else await run_in_threadpool(live_token, db, raw.strip())
-        if found is None:  # tokens are 256-bit: guessing is hopeless, so refusals are not counted (no write)
+    who = signed_in(db, creds.session_id, now=now) if creds.session_id else None
+    if who is not None and creds.checks_csrf and not tokens_match(creds.csrf_token, who.session.csrf_token):
+        raise CsrfError()
+    if creds.authorization is not None:
+        scheme, _, raw = creds.authorization.strip().partition(" ")
+        found = live_token(db, raw.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
             raise NotSignedInError("the API token is not valid (unknown, revoked, or its member left the forum)")
         token, member = found
-        if use_is_new(token, now):  # a write, once a minute per token at most: in a worker thread
-            await run_in_threadpool(note_use, db, token, now)
-        return Caller(member, "token")
+        return Caller(member, "token"), token
     if who is None:
         raise NotSignedInError()
-    return Caller(who.member, "session")
+    return Caller(who.member, "session"), None
+
+
+async def api_member(request: Request, db: DbSession) -> Caller:
+    """The member calling the API (``caller_of``), or 401/403 problem+json.
+
+    Every API route takes the caller, so this is where the API checks CSRF (requests with a Bearer token are
+    exempt, a request with no session is left to answer 401), before anything else, as a router-wide dependency
+    would (one dependency less to solve on every request). The use of a token is noted, to the minute: a write,
+    in a worker thread.
+    """
+    now = request_time(request)
+    creds = await credentials(request)
+    if reads_inline(db):
+        caller, token = caller_of(db, creds, now=now)
+    else:
+        caller, token = await run_in_threadpool(functools.partial(caller_of, db, creds, now=now))
+    if token is not None and use_is_new(token, now):
+        await run_in_threadpool(note_use, db, token, now)
+    return caller
 
 
 ApiMember = Annotated[Caller, Depends(api_member)]
@@ -255,6 +287,16 @@ def sign_in_redirect(next_path: str) -> str:
     return "/sign-in" + (f"?{urlencode({'next': next_path})}" if next_path != "/" else "")
 
 
+async def csrf_given(request: Request) -> str | None:
+    """The CSRF token an unsafe request carries: the ``X-CSRF-Token`` header, else a form's ``csrf_token`` field."""
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        given = str((await request.form()).get(CSRF_FIELD) or "")
+    return given
+
+
 async def csrf_protect(request: Request, who: Viewer) -> None:
     """Unsafe requests carry the CSRF token: the session's when signed in, else the pre-session cookie's.
 
@@ -264,12 +306,7 @@ async def csrf_protect(request: Request, who: Viewer) -> None:
     if request.method in SAFE_METHODS or is_bearer(request.headers.raw):
         return
     expected = who.session.csrf_token if who is not None else request.cookies.get(CSRF_COOKIE)
-    given = request.headers.get(CSRF_HEADER)
-    if given is None and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
-        given = str((await request.form()).get(CSRF_FIELD) or "")
-    if not tokens_match(given, expected):
+    if not tokens_match(await csrf_given(request), expected):
         raise CsrfError()
 
 

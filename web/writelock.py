@@ -23,11 +23,15 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from models.db import SQLITE_BUSY_TIMEOUT_MS
+
 log = logging.getLogger(__name__)
 
 # As long as the engine's PRAGMA busy_timeout (models.db): a writer waits for the lock no longer than for SQLite's.
-WAIT_SECONDS = 10.0
+WAIT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
 _HELD = "forumflow_write_lock"
+_AT_ONCE = "forumflow_write_at_once"
+LOCKED = "database is locked"  # what SQLite says when a writer is busy, and what this lock says too
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN")
 _installed: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 _installing = threading.Lock()
@@ -62,8 +66,9 @@ def serialise_writes(engine: Engine) -> threading.Lock | None:
         dbapi = conn.connection.dbapi_connection
         if getattr(dbapi, "in_transaction", False):  # a transaction begun before the lock existed: leave it be
             return
-        if not lock.acquire(timeout=WAIT_SECONDS):
-            raise sqlite3.OperationalError("database is locked")
+        got = lock.acquire(blocking=False) if info.get(_AT_ONCE) else lock.acquire(timeout=WAIT_SECONDS)
+        if not got:
+            raise sqlite3.OperationalError(LOCKED)
         info[_HELD] = True
 
     def ended(name: str) -> Any:
@@ -92,6 +97,8 @@ def serialise_writes(engine: Engine) -> threading.Lock | None:
     def checked_in(dbapi_connection: Any, record: Any) -> None:
         if record is not None:
             release(record.info)
+            if record.info.pop(_AT_ONCE, False) and dbapi_connection is not None:
+                dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
     @event.listens_for(engine, "invalidate")
     def invalidated(dbapi_connection: Any, record: Any, exception: BaseException | None) -> None:
@@ -99,3 +106,20 @@ def serialise_writes(engine: Engine) -> threading.Lock | None:
 
     log.debug("SQLite writers of this process serialised on %s", engine.url)
     return lock
+
+
+def write_at_once(conn: Connection) -> None:
+    """Until ``conn`` goes back to the pool, its writes wait for nobody: neither for this process's lock nor for
+    SQLite's (busy timeout 0). A write that would have to wait fails at once with "database is locked" instead, and
+    the caller can go and wait elsewhere (in a worker thread): for work on the event loop, which must never wait.
+
+    The busy timeout is set back when the connection is checked in.
+    """
+    conn.info[_AT_ONCE] = True
+    conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (a driver error, or SQLAlchemy's wrapping one) says a writer was busy."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and LOCKED in str(orig)

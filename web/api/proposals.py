@@ -9,6 +9,7 @@ actions possible now.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ from models.details import proposal_read
 from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError
 from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
-from models.tables import Proposal
+from models.tables import Event, Proposal
 from models.texts import TextInfo, diff_view, proposal_create, text_edit, text_info, version_of, versions_of
 from web.api.schemas import (
     ActionIn,
@@ -37,10 +38,11 @@ from web.api.schemas import (
     TextOut,
     etag_of,
 )
-from web.deps import ApiMember, Caller, DbSession, Now, State
+from web.deps import ApiMember, Caller, DbSession, Now, State, request_time
 from web.errors import ApiProblem, problem_responses, status_for
 from web.routing import OneHopRoute
 from web.state import WebState
+from web.units import write_unit
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,19 @@ def _detail(
     text: TextInfo | None = None,
 ) -> ProposalDetailOut:
     """The proposal with its current text and what may happen next (``allowed`` and ``text``, when the caller has them)."""
-    lifecycle: Lifecycle = state.runtime.lifecycle
-    assert p.id is not None
     if text is None:
         text = text_info(db, p)
     if allowed is None:
-        allowed = lifecycle.allowed(db, p, now)
+        allowed = state.runtime.lifecycle.allowed(db, p, now)
+    return _detail_of(state, p, who, now, allowed, text)
+
+
+def _detail_of(
+    state: WebState, p: Proposal, who: Caller, now: dt.datetime, allowed: list[AllowedAction], text: TextInfo,
+) -> ProposalDetailOut:
+    """The proposal with its current text and the actions possible now, all given (no database)."""
+    lifecycle: Lifecycle = state.runtime.lifecycle
+    assert p.id is not None
     base = ProposalOut.fields_of(p, now=now, base_url=state.settings.base_url, final_states=lifecycle.final_states)
     return ProposalDetailOut(
         **base, body=p.body, text=TextInfoOut(version=text.version, author=text.author, at=text.at),
@@ -275,17 +284,35 @@ def edit_proposal(
     "/{proposal_id}/actions/{action}", response_model=EventsOut,
     responses={200: {"headers": ETAG_HEADER}, **problem_responses(*WRITE)},
 )
-def take_action(
+async def take_action(
+    request: Request,
     proposal_id: ProposalId,
     action: Annotated[str, Path(max_length=40, description="The action, e.g. submit, recommend, endorse, approve.")],
-    who: ApiMember, db: DbSession, now: Now, state: State, response: Response,
     body: Annotated[ActionIn | None, Body()] = None, if_match: IfMatch = None,
-) -> EventsOut:
-    """Take an action as the caller; returns the events written (an endorsement may complete consensus too)."""
+) -> Response:
+    """Take an action as the caller; returns the events written (an endorsement may complete consensus too).
+
+    The busiest write of the API, so its database work is one unit (``web.units``): the caller, the action and
+    the commit, on the event loop on SQLite. The answer is then built from what the action read and wrote.
+    """
+    state: WebState = request.app.state.web
+    given = body or ActionIn()
+    work = functools.partial(_act, state, proposal_id, action, given, if_match)
+    who, (events, p, allowed, text) = await write_unit(request, work)
+    now = request_time(request)
+    answer = EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail_of(state, p, who, now, allowed, text))
+    return Response(answer.model_dump_json(), media_type="application/json", headers={"ETag": etag_of(p)})
+
+
+def _act(
+    state: WebState, proposal_id: int, action: str, given: ActionIn, if_match: str | None,
+    db: Session, who: Caller, now: dt.datetime,
+) -> tuple[list[Event], Proposal, list[AllowedAction], TextInfo]:
+    """The action in ``db`` (not committed): the events written, the proposal as they left it, the actions possible
+    then, and its current text."""
     lifecycle = state.runtime.lifecycle
     if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
         raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(lifecycle.actions)}")
-    given = body or ActionIn()
     expected = _named_version(proposal_id, if_match)
     kept: list[Proposal] = []
     allowed: list[AllowedAction] = []
@@ -307,9 +334,4 @@ def take_action(
             raise _stale(db, exc) from None
         raise
     (p,) = kept  # the row apply read and changed
-    text = text_info(db, p)  # in the action's transaction: one small read, where another would begin a transaction
-    # Commit now: the write lock (SQLite) is held from the first write to the commit, and the answer need not be
-    # built under it. The answer is the proposal as this action left it, with the actions possible once it is in.
-    db.commit()
-    response.headers["ETag"] = etag_of(p)
-    return EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail(db, state, p, who, now, allowed, text))
+    return events, p, allowed, text_info(db, p)  # the text in the action's transaction: one small read
