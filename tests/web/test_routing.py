@@ -1,15 +1,13 @@
-"""Routes: every one does its work in one worker-thread trip, and every API route checks the caller (and CSRF)."""
+"""Routes: every one is a one-trip route (web.routing), and every API route checks the caller (and CSRF)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from starlette.routing import Mount
 
@@ -52,33 +50,6 @@ def test_every_api_route_checks_the_caller_and_csrf(app: FastAPI) -> None:
         unit = "write_unit" in route.endpoint.__code__.co_names
         assert unit or api_member in list(_calls(route.dependant)), f"{path} does not take ApiMember (which checks CSRF)"
     assert any("write_unit" in route.endpoint.__code__.co_names for _, route in api)
-
-
-def test_the_route_and_its_commit_run_in_one_worker_thread(
-    client: TestClient, forum: Engine, lifecycle: Lifecycle,
-) -> None:
-    pid = make_proposal(forum, lifecycle)
-    author = bearer(token_for(forum, AUTHOR))
-    tag = etag(client, pid, author)
-    threads: dict[str, set[int]] = {"statements": set(), "commit": set()}
-
-    def statement(*args: object) -> None:
-        threads["statements"].add(threading.get_ident())
-
-    def commit(*args: object) -> None:
-        threads["commit"].add(threading.get_ident())
-
-    event.listen(forum, "before_cursor_execute", statement)
-    event.listen(forum, "commit", commit)
-    try:
-        r = client.post(f"{API}/proposals/{pid}/actions/submit", headers=author | {"If-Match": tag})
-    finally:
-        event.remove(forum, "before_cursor_execute", statement)
-        event.remove(forum, "commit", commit)
-    assert r.status_code == 200, r.text
-    assert len(threads["commit"]) == 1 and threads["commit"] <= threads["statements"]
-    # The caller's lookup, the action and its commit share one thread (the event loop's on SQLite: web.units).
-    assert len(threads["statements"]) == 1
 
 
 def test_a_refused_action_writes_nothing(client: TestClient, forum: Engine, lifecycle: Lifecycle) -> None:

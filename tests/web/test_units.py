@@ -45,6 +45,13 @@ def threads_of(engine: Engine) -> Iterator[dict[str, list[str]]]:
         event.remove(engine, "commit", commit)
 
 
+def _draft(client: TestClient, forum: Engine, lifecycle: Lifecycle) -> tuple[int, str, dict[str, str]]:
+    """A new draft: its id, the URL that submits it, and its author's headers for that (token and If-Match)."""
+    pid = make_proposal(forum, lifecycle)
+    author = bearer(token_for(forum, AUTHOR))
+    return pid, f"{API}/proposals/{pid}/actions/submit", author | {"If-Match": etag(client, pid, author)}
+
+
 def _submitted_once(forum: Engine, pid: int) -> None:
     with Session(forum) as s:
         p = s.get(Proposal, pid)
@@ -57,11 +64,9 @@ def _submitted_once(forum: Engine, pid: int) -> None:
 def test_an_action_is_one_unit_on_the_event_loop_on_sqlite_and_in_a_worker_thread_on_postgresql(
     client: TestClient, forum: Engine, lifecycle: Lifecycle,
 ) -> None:
-    pid = make_proposal(forum, lifecycle)
-    author = bearer(token_for(forum, AUTHOR))
-    tag = etag(client, pid, author)
+    pid, url, headers = _draft(client, forum, lifecycle)
     with threads_of(forum) as seen:
-        r = client.post(f"{API}/proposals/{pid}/actions/submit", headers=author | {"If-Match": tag})
+        r = client.post(url, headers=headers)
     assert r.status_code == 200, r.text
     _submitted_once(forum, pid)
     # Who calls, the action and its commit: one thread, and one commit.
@@ -81,9 +86,7 @@ def test_a_writer_of_this_process_sends_the_unit_to_a_worker_thread_where_it_wai
     client: TestClient, sqlite_only: Engine, lifecycle: Lifecycle,
 ) -> None:
     forum = sqlite_only
-    pid = make_proposal(forum, lifecycle)
-    author = bearer(token_for(forum, AUTHOR))
-    tag = etag(client, pid, author)
+    pid, url, headers = _draft(client, forum, lifecycle)
     holding, done = threading.Event(), threading.Event()
 
     def writer() -> None:  # another request's write, in progress: it holds the process's write lock for a while
@@ -98,7 +101,7 @@ def test_a_writer_of_this_process_sends_the_unit_to_a_worker_thread_where_it_wai
     thread.start()
     assert holding.wait(5)
     with threads_of(forum) as seen:
-        r = client.post(f"{API}/proposals/{pid}/actions/submit", headers=author | {"If-Match": tag})
+        r = client.post(url, headers=headers)
     thread.join()
     assert r.status_code == 200, r.text
     assert done.is_set()
@@ -110,9 +113,7 @@ def test_another_process_holding_sqlite_sends_the_unit_to_a_worker_thread_and_th
     client: TestClient, sqlite_only: Engine, lifecycle: Lifecycle,
 ) -> None:
     forum = sqlite_only
-    pid = make_proposal(forum, lifecycle)
-    author = bearer(token_for(forum, AUTHOR))
-    tag = etag(client, pid, author)
+    pid, url, headers = _draft(client, forum, lifecycle)
     holder = (  # another process writing: it holds SQLite's write lock for half a second
         "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE');"
         " print('held', flush=True); time.sleep(0.5); c.execute('COMMIT')"
@@ -121,7 +122,7 @@ def test_another_process_holding_sqlite_sends_the_unit_to_a_worker_thread_and_th
     assert other.stdout is not None and other.stdout.readline().strip() == "held"
     started = time.monotonic()
     with threads_of(forum) as seen:
-        r = client.post(f"{API}/proposals/{pid}/actions/submit", headers=author | {"If-Match": tag})
+        r = client.post(url, headers=headers)
     waited = time.monotonic() - started
     assert other.wait(10) == 0
     assert r.status_code == 200, r.text
