@@ -114,9 +114,9 @@ def test_another_process_holding_sqlite_sends_the_unit_to_a_worker_thread_and_th
 ) -> None:
     forum = sqlite_only
     pid, url, headers = _draft(client, forum, lifecycle)
-    holder = (  # another process writing: it holds SQLite's write lock for half a second
+    holder = (  # another process writing: it holds SQLite's write lock for a second
         "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE');"
-        " print('held', flush=True); time.sleep(0.5); c.execute('COMMIT')"
+        " print('held', flush=True); time.sleep(1.0); c.execute('COMMIT')"
     )
     other = subprocess.Popen([sys.executable, "-c", holder, str(forum.url.database)], stdout=subprocess.PIPE, text=True)
     assert other.stdout is not None and other.stdout.readline().strip() == "held"
@@ -126,7 +126,7 @@ def test_another_process_holding_sqlite_sends_the_unit_to_a_worker_thread_and_th
     waited = time.monotonic() - started
     assert other.wait(10) == 0
     assert r.status_code == 200, r.text
-    assert waited >= 0.4  # it waited for the other writer (in a worker thread), and did not fail
+    assert waited >= 0.5  # it waited for the other writer (in a worker thread), and did not fail
     assert seen["commits"][-1] == WORKER
     _submitted_once(forum, pid)
     # Every pooled connection waits for other writers again as the engine set it up.
