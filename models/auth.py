@@ -21,7 +21,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from models.db import as_loaded, utc_field
+from models.db import as_loaded, flushed_connection, utc_field
 from models.errors import ForumflowError, InvalidInputError
 from models.lifecycle import utc
 from models.tables import Member
@@ -266,9 +266,7 @@ def start_session(
 def signed_in(session: Session, raw_id: str, *, now: dt.datetime) -> SignedIn | None:
     """The live session with this id and its active member; a session of a deactivated member ends here."""
     now = utc(now)
-    if session.autoflush:
-        session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
-    found = session.connection().execute(_SESSION, {"id_hash": secret_hash(raw_id)}).first()
+    found = flushed_connection(session).execute(_SESSION, {"id_hash": secret_hash(raw_id)}).first()
     if found is None:
         return None
     width = len(_SESSION_KEYS)

@@ -224,6 +224,14 @@ def as_loaded(session: Session, model: type[T], values: Mapping[str, Any], *, at
     return instance
 
 
+def flushed_connection(session: Session) -> Connection:
+    """The session's connection, for a Core statement to see what the caller changed in the session, as an ORM
+    query would (``autoflush``; nothing to write when the session is clean)."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""

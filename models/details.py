@@ -14,6 +14,7 @@ from sqlalchemy import Row, and_, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from models.db import flushed_connection
 from models.errors import NotFoundError
 from models.lifecycle import Lifecycle, _heads, proposal_in_row
 from models.roster import People, people, token_column
@@ -112,9 +113,7 @@ def proposal_read(session: Session, proposal_id: int) -> ProposalRead:
     """
     if not 0 < proposal_id <= MAX_PROPOSAL_ID:
         raise NotFoundError(f"proposal {proposal_id} not found")
-    if session.autoflush:
-        session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
-    row = session.connection().execute(_PROPOSAL_READ, {"proposal_id": proposal_id}).first()
+    row = flushed_connection(session).execute(_PROPOSAL_READ, {"proposal_id": proposal_id}).first()
     if row is None:
         raise NotFoundError(f"proposal {proposal_id} not found")
     proposal = proposal_in_row(session, row)

@@ -24,7 +24,7 @@ from transitions import Machine, MachineError
 
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
 from models.clock import shown, utc
-from models.db import as_loaded, is_unique_violation
+from models.db import as_loaded, flushed_connection, is_unique_violation
 from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
 from models.roster import People, people, token_column
 from models.tables import (
@@ -515,9 +515,7 @@ class Lifecycle:
         """
         if not 0 < proposal_id <= MAX_PROPOSAL_ID:
             raise NotFoundError(f"proposal {proposal_id} not found")
-        if session.autoflush:
-            session.flush()  # what the caller changed is seen, as a query would see it (nothing to do when clean)
-        rows = session.connection().execute(_load_statement(decisions), {"pid": proposal_id}).all()
+        rows = flushed_connection(session).execute(_load_statement(decisions), {"pid": proposal_id}).all()
         found = [row for row in rows if row[_ID] is not None]
         if not found:
             raise NotFoundError(f"proposal {proposal_id} not found")
@@ -772,9 +770,7 @@ class Lifecycle:
         # Only the columns that change are set: an index on a column set to its own value is written all the same.
         values = {key: value for key, value in values.items() if getattr(proposal, key) != value} | {"version": version + 1}
         assert proposal.id is not None
-        if session.autoflush:
-            session.flush()  # rows the caller added first are written first, as a query would flush them
-        connection = session.connection()
+        connection = flushed_connection(session)  # rows the caller added first are written first
         params = {f"v_{key}": value for key, value in values.items()} | {"w_id": proposal.id, "w_version": version}
         result = connection.execute(_conditional_update(frozenset(values)), params)
         if result.rowcount != 1:

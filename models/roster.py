@@ -97,13 +97,13 @@ def _copy(row: Any) -> Any:
     return type(row)(**row.model_dump())
 
 
+# Built once (building a statement costs more than running it): the generation token.
+_TOKEN = select(DefinitionGeneration.token).where(DefinitionGeneration.id == 1)
+
+
 def token_column() -> ScalarSelect[Any]:
     """A scalar subquery giving the generation token (NULL when the definition was never loaded)."""
-    return select(DefinitionGeneration.token).where(DefinitionGeneration.id == 1).scalar_subquery()
-
-
-# Built once (building a statement costs more than running it).
-_TOKEN = select(DefinitionGeneration.token).where(DefinitionGeneration.id == 1)
+    return _TOKEN.scalar_subquery()
 
 
 def people(session: Session, token: str | None = None, *, known: bool = False) -> People:

@@ -29,7 +29,6 @@ from typing import TypeVar
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from models.tokens import note_use, use_is_new
@@ -59,13 +58,10 @@ def _run(engine: Engine, creds: Credentials, now: dt.datetime, work: Work[T], *,
                 note_use(db, token, now)
             result = work(db, caller, now)
             db.commit()
-        except OperationalError as exc:
+        except BaseException as exc:
             db.rollback()
             if at_once and is_locked(exc):
                 raise _Busy() from None
-            raise
-        except BaseException:
-            db.rollback()
             raise
     return caller, result
 
