@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import DateTime, String, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -23,6 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
@@ -230,6 +231,92 @@ def flushed_connection(session: Session) -> Connection:
     if session.autoflush:
         session.flush()
     return session.connection()
+
+
+class DriverStatement:
+    """A Core statement compiled once for a dialect, run on the driver's own cursor (``for_dialect`` keeps one per
+    statement and dialect).
+
+    ``Connection.execute`` looks the compiled form up again on every call (computing the statement's cache key) and
+    builds an execution context and a result around the driver's cursor, which costs more than the database's work
+    for a small read or a write of a few rows. Here the compiling is done once; each parameter goes through its
+    type's bind processor and each column read through its result processor, as SQLAlchemy would (an aware datetime
+    becomes what the backend stores, and back). The statement runs in the connection's transaction.
+
+    For the hot paths only: no events, and a driver error is the driver's own (not wrapped by SQLAlchemy).
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...] = ()) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(columns) or None))
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        names = compiled.positiontup if compiled.positional and compiled.positiontup else list(compiled.binds)
+        self.binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
+        # The values the statement carries itself (a literal compared with), used where the caller gives none.
+        self.fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        read = getattr(compiled, "_result_columns", None) or []  # (key, name, objects, type) of each column read
+        self.results: list[Callable[[Any], Any] | None] = [
+            column[3].dialect_impl(dialect).result_processor(dialect, None) for column in read
+        ]
+        # Values a processor has converted: the same few (a run's moment, a status...) come back row after row.
+        self._converted: dict[tuple[str, Any], Any] = {}
+
+    @classmethod
+    def for_dialect(cls, statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...] = ()) -> DriverStatement:
+        """The statement compiled for ``dialect``, once per process; for an INSERT, of the values ``columns``
+        (else of every column of its table)."""
+        key = (statement, dialect.name, columns)
+        found = _DRIVER_STATEMENTS.get(key)
+        if found is None:
+            found = _DRIVER_STATEMENTS[key] = cls(statement, dialect, columns)
+        return found
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """The driver's parameters for one set of ``values`` (keyed by bind name; the statement's own values beside)."""
+        if self.fixed:
+            values = {**self.fixed, **values}
+        bound = [(name, values[name] if p is None else self._convert(name, p, values[name])) for name, p in self.binds]
+        return tuple(v for _, v in bound) if self.positional else dict(bound)
+
+    def _convert(self, name: str, process: Callable[[Any], Any], value: Any) -> Any:
+        key = (name, value)
+        converted = self._converted.get(key, _MISSING)
+        if converted is _MISSING:
+            converted = process(value)
+            if len(self._converted) < 1024:
+                self._converted[key] = converted
+        return converted
+
+    def first(self, conn: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row the statement gives for ``values`` in ``conn``'s transaction (its columns processed), or None."""
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, self.parameters(values))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        return tuple(value if p is None else p(value) for p, value in zip(self.results, row, strict=True))
+
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run the statement once per set of values, in one driver call, in ``conn``'s transaction; the rows it
+        changed, as the driver counts them (sqlite3 sums them; -1 where a driver does not tell). A failure discards
+        the connection (its transaction is in an unknown state)."""
+        try:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            parameters: Any = [self.parameters(r) for r in rows]
+            cursor.executemany(self.sql, parameters)
+            changed = int(cursor.rowcount)
+            cursor.close()
+        except BaseException:
+            conn.invalidate()
+            raise
+        return changed
+
+
+_MISSING = object()
+_DRIVER_STATEMENTS: dict[tuple[ClauseElement, str, tuple[str, ...]], DriverStatement] = {}
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
+from models.db import DriverStatement
 from models.errors import InvalidInputError, NotFoundError
 from models.tables import Proposal, ProposalCreate, ProposalText, ProposalTextEdit
 from models.textdiff import unified, word_changes
@@ -96,9 +97,12 @@ _TEXT_INFO = select(col(ProposalText.author), col(ProposalText.at)).where(
 
 
 def text_info(session: Session, proposal: Proposal) -> TextInfo:
-    """The current text version of a loaded proposal, its author and time: one small read (not the text, which the
-    proposal row holds too)."""
-    row = session.connection().execute(_TEXT_INFO, {"proposal_id": proposal.id, "version": proposal.text_version}).first()
+    """The current text version of a loaded proposal, its author and time: one small read on the driver's cursor
+    (every action's answer has it; not the text, which the proposal row holds too)."""
+    conn = session.connection()
+    row = DriverStatement.for_dialect(_TEXT_INFO, conn.dialect).first(
+        conn, {"proposal_id": proposal.id, "version": proposal.text_version}
+    )
     if row is None:
         raise NotFoundError(f"proposal {proposal.id} has no text version {proposal.text_version}")
     return TextInfo(proposal.text_version, row[0], row[1])

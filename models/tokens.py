@@ -17,7 +17,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.auth import new_secret, secret_hash
 from models.clock import utc
-from models.db import utc_field
+from models.db import DriverStatement, utc_field
 from models.errors import InvalidInputError, NotFoundError
 from models.roster import people, token_column
 from models.tables import NUL, Member
@@ -132,10 +132,12 @@ def revoke_token(session: Session, token_id: int, *, now: dt.datetime, member: s
 
 
 def live_token(session: Session, raw: str) -> tuple[LiveToken, Member] | None:
-    """The live token ``raw`` and its active member, or None; one statement (the member is the roster's copy)."""
+    """The live token ``raw`` and its active member, or None; one statement, on the driver's cursor (every API
+    request asks), the member the roster's copy."""
     if not raw.startswith(PREFIX) or len(raw) > 200:
         return None
-    row = session.connection().execute(_LIVE_TOKEN, {"token_hash": secret_hash(raw)}).first()
+    conn = session.connection()
+    row = DriverStatement.for_dialect(_LIVE_TOKEN, conn.dialect).first(conn, {"token_hash": secret_hash(raw)})
     if row is None:
         return None
     token_id, handle, last_used_at, generation = row

@@ -39,7 +39,7 @@ from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from models.clock import check_run_time
-from models.db import session_scope
+from models.db import DriverStatement, session_scope
 from models.lifecycle import Lifecycle, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, wipe_messages
 from models.tables import Event, Member, Proposal
@@ -393,13 +393,12 @@ class _Writer:
     """Writes outcomes on one database connection kept for the run: a short transaction per group of outcomes.
 
     The statements of the outcomes are compiled once for the engine's dialect and run on the driver's cursor with
-    their parameters bound here (``_Compiled``): the write costs the database's work, not SQLAlchemy's.
+    their parameters bound here (``models.db.DriverStatement``): the write costs the database's work, not SQLAlchemy's.
     """
 
     def __init__(self, engine: Engine, *, now: dt.datetime, policy: RetryPolicy, report: SendReport) -> None:
         self.engine, self.now, self.policy, self.report = engine, now, policy, report
         self._conn: Connection | None = None
-        self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
     def write(self, group: Sequence[tuple[_Claimed, Outcome]]) -> None:
         """Record ``group`` in one transaction and count it in the report."""
@@ -429,11 +428,8 @@ class _Writer:
             conn.invalidate()  # whatever the error, the connection is not used again (nor its transaction)
             raise
 
-    def _statement(self, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
-        compiled = self._compiled.get(keys)
-        if compiled is None:
-            compiled = self._compiled[keys] = _Compiled(_update_by_id(keys), dialect)
-        return compiled
+    def _statement(self, keys: tuple[str, ...], dialect: Dialect) -> DriverStatement:
+        return DriverStatement.for_dialect(_update_by_id(keys), dialect)
 
     def close(self) -> None:
         """Give the connection back."""
@@ -557,57 +553,6 @@ def _update_by_id(keys: tuple[str, ...]) -> Update:
         .where(DELIVERY.c.id == bindparam("b_id"))
         .values({k: bindparam(k, type_=DELIVERY.c[k].type) for k in columns})
     )
-
-
-class _Compiled:
-    """A Core statement compiled once for a dialect, run with many parameter sets on the driver's own cursor.
-
-    ``Connection.execute`` would look the compiled form up again for every write (computing the statement's cache
-    key), and its execution context costs more than the database's work on a few rows; here the compiling is done
-    once and each value goes through its type's bind processor as SQLAlchemy would (an aware datetime becomes what
-    the backend stores). The transaction stays SQLAlchemy's; a failing write discards the connection.
-    """
-
-    def __init__(self, statement: Update, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self.positional = compiled.positional
-        names = compiled.positiontup if compiled.positional and compiled.positiontup else list(compiled.binds)
-        self.binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
-        # Values a processor has converted: the same few (the run's moment, a status...) come back row after row.
-        self._converted: dict[tuple[str, Any], Any] = {}
-
-    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        """The driver's parameters for one row of ``values`` (keyed by bind name)."""
-        bound = [(name, values[name] if p is None else self._convert(name, p, values[name])) for name, p in self.binds]
-        return tuple(v for _, v in bound) if self.positional else dict(bound)
-
-    def _convert(self, name: str, process: Callable[[Any], Any], value: Any) -> Any:
-        key = (name, value)
-        converted = self._converted.get(key, _MISSING)
-        if converted is _MISSING:
-            converted = process(value)
-            if len(self._converted) < 1024:
-                self._converted[key] = converted
-        return converted
-
-    def run(self, dbapi: Any, rows: Sequence[dict[str, Any]]) -> None:
-        """Run the statement once per row, in one driver call, on the driver's connection ``dbapi``."""
-        cursor = dbapi.cursor()
-        cursor.executemany(self.sql, [self.parameters(r) for r in rows])
-        cursor.close()
-        log.debug("recorded %d outcomes", len(rows))
-
-    def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Run the statement once per row, in one driver call, in ``conn``'s transaction."""
-        try:
-            self.run(conn.connection.dbapi_connection, rows)
-        except BaseException:
-            conn.invalidate()  # whatever the error, the connection is not used again
-            raise
-
-
-_MISSING = object()
 
 
 def _line(text: str) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, col
 
-from models.db import as_loaded
+from models.db import DriverStatement, as_loaded
 from models.lifecycle import Lifecycle, Roster, utc
 from models.outbox import Delivery, DeliveryKind, DeliveryStatus, PlannedEvent
 from models.roster import People, people, token_column
@@ -183,7 +183,7 @@ def plan_events(session: Session, lifecycle: Lifecycle, *, now: dt.datetime, aft
             new = [row for h in handles if (row := _row(event, people.members[h], now)) is not None]
             rows += new
             marks.append({"event_id": event.id, "planned_at": now, "deliveries": len(new)})
-        new_rows = statements.insert(session, statements.deliveries, rows) if rows else 0
+        new_rows = statements.insert(session, statements.deliveries, rows)
         marked = statements.insert(session, statements.marks, marks)
         if marked < len(marks) or new_rows < len(rows):
             log.info(
@@ -239,9 +239,12 @@ class _Statements:
 
     def insert(self, session: Session, statement: Insert, rows: list[dict[str, Any]]) -> int:
         """Insert ``rows`` that are not there yet; how many were."""
+        if not rows:
+            return 0
         connection = session.connection()
-        if self.counted:
-            return int(connection.execute(statement, rows).rowcount)
+        if self.counted:  # on the driver's cursor: SQLAlchemy's parameter handling would cost more than the inserts
+            driver = DriverStatement.for_dialect(statement, connection.dialect, tuple(rows[0]))
+            return driver.executemany(connection, rows)
         return len(connection.execute(statement, rows).all())
 
 

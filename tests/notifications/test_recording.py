@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from collections import Counter
@@ -13,9 +14,9 @@ from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from models import Lifecycle, session_scope
+from models.db import DriverStatement
 from models.outbox import DeliveryStatus
 from notifications import RetryPolicy, plan_deliveries, send_pending
-from notifications import dispatch as dispatching
 from tests.factories import T0, make_proposal
 from tests.notifications.helpers import SmtpServer, deliveries
 
@@ -26,16 +27,17 @@ def test_a_database_failing_while_outcomes_are_written_stops_the_run_and_repeats
     make_proposal(forum, lifecycle, state="reviewed")
     with session_scope(forum) as s:
         total = plan_deliveries(s, lifecycle, now=T0)
-    real = dispatching._Compiled.executemany
+    real = DriverStatement.executemany
     calls = {"n": 0}
 
-    def failing(self: Any, conn: Any, rows: Any) -> None:
+    def failing(self: DriverStatement, conn: Any, rows: Any) -> int:
         calls["n"] += 1
         if calls["n"] == 3:  # the database refuses the third write: the driver's own error
+            self = copy.copy(self)  # not the statement every later write shares
             self.sql = "UPDATE no_such_table SET x = 1"
-        real(self, conn, rows)
+        return real(self, conn, rows)
 
-    monkeypatch.setattr(dispatching._Compiled, "executemany", failing)
+    monkeypatch.setattr(DriverStatement, "executemany", failing)
     with pytest.raises(Exception, match="no_such_table"):
         send_pending(forum, settings, lifecycle, now=T0)
     monkeypatch.undo()
