@@ -123,21 +123,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(folder: Path, port: int, profile: str | None = None) -> subprocess.Popen[bytes]:
-    """``uvicorn --factory web.app:create_app`` with one worker, on the bench database; waits until it answers.
+def start_server(folder: Path, port: int, profile: str | None = None, *, factory: str = "web.app:create_app",
+                 ready: tuple[str, int] = ("/sign-in", 200), env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``uvicorn --factory web.app:create_app`` (or ``factory``) with one worker, on the bench database; waits until
+    ``GET ready[0]`` answers ``ready[1]``.
 
     ``profile``: run it under ``bench/profiled_uvicorn.py`` (cProfile in every thread), stats written there at exit.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORUMFLOW_")}
-    env |= {"FORUMFLOW_DATA_DIR": str(folder), "FORUMFLOW_BASE_URL": f"http://127.0.0.1:{port}", "FORUMFLOW_SMTP_PORT": "1"}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FORUMFLOW_")}
+    environment |= {"FORUMFLOW_DATA_DIR": str(folder), "FORUMFLOW_BASE_URL": f"http://127.0.0.1:{port}",
+                    "FORUMFLOW_SMTP_PORT": "1", **(env or {})}
     launcher = ["-m", "uvicorn"] if profile is None else [str(ROOT / "bench" / "profiled_uvicorn.py"), profile]
-    cmd = [sys.executable, *launcher, "--factory", "web.app:create_app", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, *launcher, "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    server = subprocess.Popen(cmd, env=environment, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if asyncio.run(_status(port, "/sign-in")) == 200:
+            if asyncio.run(_status(port, ready[0])) == ready[1]:
                 return server
         except OSError:
             pass
@@ -217,6 +220,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     server_cpu: float = 0.0
+    answer_bytes: int = 0  # the size of the last answer's body
 
     @property
     def rate(self) -> float:
@@ -325,11 +329,38 @@ async def action_run(port: int, server: int, ids: list[int], tokens: dict[str, s
             if r.status != 200:
                 raise SystemExit(f"endorse {pid} by {head}: {r.status} {r.body[:300]!r}")
             tags[pid] = r.headers["etag"]
+            sizes.append(len(r.body))
             return True
 
         return send
 
+    sizes: list[int] = []
     run = await load(port, server, clients, None, work, rate)
+    run.latencies, run.answer_bytes = latencies, sizes[-1]
+    return run
+
+
+async def floor_run(port: int, server: int, clients: int, per_client: int) -> Run:
+    """The action requests of a saturation run (the same headers and body) against ``bench/web_floor.py``'s app."""
+    left = [per_client] * clients
+    latencies: list[float] = []
+
+    def work(c: int) -> Send | None:
+        if left[c] == 0:
+            return None
+        left[c] -= 1
+
+        async def send(conn: Connection, elapsed: Callable[[], float]) -> bool:
+            headers = {"Authorization": "Bearer ff_" + "x" * 43, "If-Match": f'"{c + 1}-{left[c]}"'}
+            r = await conn.request("POST", f"/api/v1/proposals/{c + 1}/actions/endorse", headers, b"{}")
+            latencies.append(elapsed())
+            if r.status != 200:
+                raise SystemExit(f"the floor app answered {r.status} {r.body[:300]!r}")
+            return True
+
+        return send
+
+    run = await load(port, server, clients, None, work, None)
     run.latencies = latencies
     return run
 
@@ -396,6 +427,16 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        # The framework alone, on the same requests: what FastAPI and uvicorn cost before forumflow does anything.
+        floor_port = free_port()
+        floor_server = start_server(folder / "http", floor_port, factory="bench.web_floor:create_app", ready=("/none", 404),
+                                    env={"FORUMFLOW_BENCH_FLOOR_BYTES": str(action_sat.answer_bytes)})
+        try:
+            floor = asyncio.run(floor_run(floor_port, floor_server.pid, args.clients,
+                                          math.ceil(len(action_sat.latencies) / args.clients)))
+        finally:
+            floor_server.terminate()
+            floor_server.wait(timeout=60)
         after_actions, after_seconds = direct_run(folder / "direct-after", args.proposals)
         direct_actions, direct_seconds = direct_actions + after_actions, direct_seconds + after_seconds
         with session_scope(runtime.engine) as s:
@@ -409,7 +450,12 @@ def main() -> None:
         **page_paced.figures("paced_page"), **action_paced.figures("paced_action"),
         **page_sat.figures("saturation_page"), **action_sat.figures("saturation_action"),
         "direct_actions_per_s": round(direct_rate, 1), "direct_ms": round(direct_seconds / direct_actions * 1000, 3),
+        **floor.figures("floor_action"), "answer_bytes": action_sat.answer_bytes,
     }
+    direct_ms = direct_seconds / direct_actions * 1000
+    floor_ms = floor.server_cpu / len(floor.latencies) * 1000
+    # The most the ratio can be: every request costing the framework's floor and the action itself, nothing more.
+    ratio_ceiling = direct_ms / (direct_ms + floor_ms)
     load_after = os.getloadavg()[0]
     print(f"one uvicorn worker on SQLite, {args.clients} clients on loopback; machine load {load_before:.1f} -> {load_after:.1f}")
     print(f"paced (open loop, {args.rate:g} requests/s in all, latency from the due time):")
@@ -427,7 +473,11 @@ def main() -> None:
     print(f"actions per second: HTTP at saturation {action_sat.rate:.0f}, lifecycle called directly {direct_rate:.0f} "
           f"({figures['direct_ms']} ms each): ratio {ratio:.2f} "
           f"(target >= {TARGETS['saturation_ratio']}: {met(ratio, TARGETS['saturation_ratio'], at_most=False)})")
-    emit("web", figures, {"http_vs_direct": round(ratio, 3)},
+    print(f"the framework alone (bench/web_floor.py: FastAPI and uvicorn, the same route and requests, a fixed answer of "
+          f"{action_sat.answer_bytes} bytes): {floor.rate:.0f}/s, server CPU {floor_ms:.3f} ms each; with nothing but it and "
+          f"the action, the ratio would be {ratio_ceiling:.2f}; forumflow's own work per request beside the action: "
+          f"{figures['saturation_action_server_cpu_ms'] - floor_ms - direct_ms:.3f} ms")
+    emit("web", figures, {"http_vs_direct": round(ratio, 3), "ceiling_with_framework_alone": round(ratio_ceiling, 3)},
          params={"clients": args.clients, "rate": args.rate, "seconds": args.seconds, "proposals": args.proposals,
                  "paced_proposals": paced_proposals, "page_requests": args.page_requests, "page": "/proposals/{id}",
                  "load_before": round(load_before, 2), "load_after": round(load_after, 2)},

@@ -243,7 +243,9 @@ class DriverStatement:
     type's bind processor and each column read through its result processor, as SQLAlchemy would (an aware datetime
     becomes what the backend stores, and back). The statement runs in the connection's transaction.
 
-    For the hot paths only: no events, and a driver error is the driver's own (not wrapped by SQLAlchemy).
+    For the hot paths only: a driver error is the driver's own (not wrapped by SQLAlchemy), and no engine event
+    fires, so the web app's write lock (``web.writelock``, which watches statements) does not see a write made
+    here: in the web app, read only.
     """
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, columns: tuple[str, ...] = ()) -> None:
