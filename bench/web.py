@@ -252,7 +252,8 @@ async def load(port: int, server: int, clients: int, cookie: str | None, work: C
         await conn.request("GET", "/static/app.css")
     run = Run()
     cpu0 = cpu_seconds(server)
-    start = time.perf_counter() + 0.05
+    # Paced: the schedule starts a moment from now, once every client is waiting for its turn. Closed loop: now.
+    start = time.perf_counter() + (0.05 if rate is not None else 0.0)
 
     async def client(c: int) -> None:
         k = 0
@@ -276,9 +277,13 @@ async def load(port: int, server: int, clients: int, cookie: str | None, work: C
     return run
 
 
-async def page_run(port: int, server: int, path: str, cookie: str, clients: int, per_client: int,
-                   rate: float | None) -> Run:
-    """Each client reads the page ``per_client`` times, signed in with a session cookie."""
+Request = Callable[[int, int], tuple[str, str, dict[str, str], bytes]]
+
+
+async def repeated_run(port: int, server: int, clients: int, per_client: int, rate: float | None, cookie: str | None,
+                       request: Request) -> Run:
+    """Each client sends ``per_client`` requests, ``request(c, k)`` giving client c's method, path, headers and body
+    when k requests are left after it; every answer must be 200."""
     left = [per_client] * clients
     latencies: list[float] = []
 
@@ -286,12 +291,13 @@ async def page_run(port: int, server: int, path: str, cookie: str, clients: int,
         if left[c] == 0:
             return None
         left[c] -= 1
+        method, path, headers, body = request(c, left[c])
 
         async def send(conn: Connection, elapsed: Callable[[], float]) -> bool:
-            r = await conn.request("GET", path)
+            r = await conn.request(method, path, headers, body)
             latencies.append(elapsed())
             if r.status != 200:
-                raise SystemExit(f"GET {path}: {r.status}")
+                raise SystemExit(f"{method} {path}: {r.status} {r.body[:300]!r}")
             return True
 
         return send
@@ -299,6 +305,12 @@ async def page_run(port: int, server: int, path: str, cookie: str, clients: int,
     run = await load(port, server, clients, cookie, work, rate)
     run.latencies = latencies
     return run
+
+
+async def page_run(port: int, server: int, path: str, cookie: str, clients: int, per_client: int,
+                   rate: float | None) -> Run:
+    """Each client reads the page ``per_client`` times, signed in with a session cookie."""
+    return await repeated_run(port, server, clients, per_client, rate, cookie, lambda c, k: ("GET", path, {}, b""))
 
 
 async def etags(port: int, ids: list[int], token: str) -> dict[int, str]:
@@ -342,27 +354,12 @@ async def action_run(port: int, server: int, ids: list[int], tokens: dict[str, s
 
 async def floor_run(port: int, server: int, clients: int, per_client: int) -> Run:
     """The action requests of a saturation run (the same headers and body) against ``bench/web_floor.py``'s app."""
-    left = [per_client] * clients
-    latencies: list[float] = []
 
-    def work(c: int) -> Send | None:
-        if left[c] == 0:
-            return None
-        left[c] -= 1
+    def request(c: int, k: int) -> tuple[str, str, dict[str, str], bytes]:
+        headers = {"Authorization": "Bearer ff_" + "x" * 43, "If-Match": f'"{c + 1}-{k}"'}
+        return "POST", f"/api/v1/proposals/{c + 1}/actions/endorse", headers, b"{}"
 
-        async def send(conn: Connection, elapsed: Callable[[], float]) -> bool:
-            headers = {"Authorization": "Bearer ff_" + "x" * 43, "If-Match": f'"{c + 1}-{left[c]}"'}
-            r = await conn.request("POST", f"/api/v1/proposals/{c + 1}/actions/endorse", headers, b"{}")
-            latencies.append(elapsed())
-            if r.status != 200:
-                raise SystemExit(f"the floor app answered {r.status} {r.body[:300]!r}")
-            return True
-
-        return send
-
-    run = await load(port, server, clients, None, work, None)
-    run.latencies = latencies
-    return run
+    return await repeated_run(port, server, clients, per_client, None, None, request)
 
 
 def credentials(runtime: Runtime) -> tuple[dict[str, str], str]:
@@ -395,7 +392,8 @@ def met(value: float, target: float, *, at_most: bool) -> str:
 def main() -> None:
     """Measure and print; the last line is JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proposals", type=int, default=60, help="proposals endorsed in the saturation run (and directly)")
+    parser.add_argument("--proposals", type=int, default=300,
+                        help="proposals endorsed in the saturation run (and directly): 2,400 actions, a few seconds")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second in all, in the paced runs")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each paced run")
