@@ -213,10 +213,11 @@ class ProposalText(SQLModel, table=True):
     """One version of a proposal's text: version 1 is written with the proposal, every edit adds one."""
 
     __tablename__ = "proposal_text"
+    # The unique key's index serves lookups by proposal too (no index of proposal_id alone: migration 0008).
     __table_args__ = (UniqueConstraint("proposal_id", "version", name="uq_proposal_text_version"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    proposal_id: int = Field(foreign_key="proposal.id", index=True)
+    proposal_id: int = Field(foreign_key="proposal.id")
     version: int
     title: str = Field(max_length=TITLE_MAX)
     summary: str = Field(default="", max_length=SUMMARY_MAX)
@@ -229,10 +230,11 @@ class EndorsementDecision(SQLModel, table=True):
     """A head of region's decision in one endorsement round of a proposal, on the text version under review."""
 
     __tablename__ = "endorsement_decision"
+    # The unique key's index serves lookups by proposal too (no index of proposal_id alone: migration 0008).
     __table_args__ = (UniqueConstraint("proposal_id", "round", "member", name="uq_decision_member"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    proposal_id: int = Field(foreign_key="proposal.id", index=True)
+    proposal_id: int = Field(foreign_key="proposal.id")
     round: int
     member: str = Field(foreign_key="member.handle")
     region: str = Field(foreign_key="region.code")

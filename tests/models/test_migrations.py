@@ -180,6 +180,38 @@ def test_upgrade_from_first_revision_keeps_data_and_the_lifecycle_goes_on(
         done.runtime.engine.dispose()
 
 
+def _proposal_indexes(engine: Engine) -> dict[str, set[str]]:
+    """The names of the non-unique indexes of the two tables 0008 changed."""
+    with engine.connect() as conn:
+        found = inspect(conn)
+        tables = ("endorsement_decision", "proposal_text")
+        return {t: {i["name"] for i in found.get_indexes(t) if not i["unique"]} for t in tables}
+
+
+def test_0008_drops_the_indexes_a_unique_key_already_gives_and_its_downgrade_brings_them_back(empty_db: EmptyDb) -> None:
+    """Lookups of a proposal's decisions and texts go through the unique key; the downgrade restores 0007 exactly."""
+    with empty_db.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0007")
+    assert _proposal_indexes(empty_db.engine) == {
+        "endorsement_decision": {"ix_endorsement_decision_proposal_id"}, "proposal_text": {"ix_proposal_text_proposal_id"},
+    }
+    with empty_db.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0008")
+    assert _proposal_indexes(empty_db.engine) == {"endorsement_decision": set(), "proposal_text": set()}
+    if empty_db.backend == "sqlite":
+        with empty_db.engine.connect() as conn:
+            for table, key in (("endorsement_decision", "uq_decision_member"), ("proposal_text", "uq_proposal_text_version")):
+                query = text(f"EXPLAIN QUERY PLAN SELECT * FROM {table} WHERE proposal_id = 1")
+                plan = " ".join(r[-1] for r in conn.execute(query))
+                assert "USING INDEX" in plan and "SCAN" not in plan, plan  # the unique key's index, not the whole table
+                assert key in {i["name"] for i in inspect(conn).get_unique_constraints(table)}
+    with empty_db.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0007")
+    assert _proposal_indexes(empty_db.engine) == {
+        "endorsement_decision": {"ix_endorsement_decision_proposal_id"}, "proposal_text": {"ix_proposal_text_proposal_id"},
+    }
+
+
 # ---------------------------------------------------------------------------- what each command does with a schema
 def test_a_fresh_database_is_created_at_the_newest_revision_in_its_own_schema(empty_db: EmptyDb) -> None:
     """The first command on an empty database creates the schema by migration and loads the definition."""
