@@ -443,14 +443,14 @@ def main() -> None:
 
     assert endorsed == len(ids), f"{endorsed} of {len(ids)} proposals reached consensus through HTTP"
     direct_rate = direct_actions / direct_seconds
+    direct_ms = 1000 / direct_rate
     ratio = action_sat.rate / direct_rate
     figures: dict[str, Any] = {
         **page_paced.figures("paced_page"), **action_paced.figures("paced_action"),
         **page_sat.figures("saturation_page"), **action_sat.figures("saturation_action"),
-        "direct_actions_per_s": round(direct_rate, 1), "direct_ms": round(direct_seconds / direct_actions * 1000, 3),
+        "direct_actions_per_s": round(direct_rate, 1), "direct_ms": round(direct_ms, 3),
         **floor.figures("floor_action"), "answer_bytes": action_sat.answer_bytes,
     }
-    direct_ms = direct_seconds / direct_actions * 1000
     floor_ms = floor.server_cpu / len(floor.latencies) * 1000
     # The most the ratio can be: every request costing the framework's floor and the action itself, nothing more.
     ratio_ceiling = direct_ms / (direct_ms + floor_ms)
