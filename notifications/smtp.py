@@ -10,8 +10,8 @@ classified once, here, in two kinds:
   these says anything about the mail, so they use up no attempt: the mail waits for the server.
 
 When the server cannot be reached, the pool stops and reports the rest of the batch as not tried.
-Each outcome of a mail that was tried goes to an ``OutcomeLog``; a connection may render its next mail
-and send the envelope meanwhile, but sends its DATA only once the outcomes before it are written. So at
+Each outcome of a mail that was tried goes to an ``OutcomeLog``; a connection sends its next envelope and renders
+the mail while the server answers it, but sends its DATA only once the outcomes before it are written. So at
 most one accepted mail per connection is ever unrecorded, and outcomes of several connections share a write.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -234,18 +234,18 @@ class SmtpPool:
                 if self.down:
                     results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                     continue
-                try:
-                    data = job.build()
-                except Exception as exc:  # a rendering bug must not stop the batch; the mail waits for a fix
-                    log.exception("cannot build mail %s", job.key)
-                    outcome = Outcome(ok=False, error=_line(f"cannot build the mail: {exc}"), counts=True)
-                else:
-                    if client is None:
+                if client is None:  # no session yet: a mail that cannot be built opens none
+                    data = _built(job)
+                    if isinstance(data, Outcome):
+                        outcome = data
+                    else:
                         client = await self._connect()
                         if client is None:
                             results[job.key] = Outcome(ok=False, error=self.down, tried=False)
                             continue
-                    outcome, client = await self._send_one(client, job, data, outcomes, recording)
+                        outcome, client = await self._send_one(client, job, data, outcomes, recording)
+                else:
+                    outcome, client = await self._send_one(client, job, None, outcomes, recording)
                 results[job.key] = outcome
                 if outcomes is not None:
                     recording = outcomes.add(job.key, outcome)
@@ -279,15 +279,31 @@ class SmtpPool:
         return client
 
     async def _send_one(
-        self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes, outcomes: OutcomeLog | None,
+        self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes | Outcome | None, outcomes: OutcomeLog | None,
         recording: int,
     ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
-        """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client."""
+        """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client.
+
+        ``data`` None: the mail is rendered while the server answers its envelope. MAIL goes out first, so the server
+        has work while this process renders; rendered before it, the connection would stand idle meanwhile.
+        """
+        # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses again for every mail.
+        sending: Awaitable[None] = _envelope(client, self.config.sender.addr_spec, self._mail_from, job.to)
+        if data is None:
+            envelope = asyncio.ensure_future(sending)
+            try:
+                await asyncio.sleep(0)  # the envelope's task writes MAIL, then waits for the reply
+                data = _built(job)
+            except BaseException:
+                envelope.cancel()
+                raise
+            sending = envelope
         try:
-            # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses again for every mail.
-            await _envelope(client, self.config.sender.addr_spec, self._mail_from, job.to)
+            await sending
         except Exception as exc:
             return await self._failed(client, job, exc)
+        if isinstance(data, Outcome):  # the mail cannot be built: its envelope is ended, the session goes on
+            return data, await _reset(client)
         if outcomes is not None:
             _written(outcomes, recording)  # outside the try: a database error is not the mail's
         try:
@@ -306,13 +322,29 @@ class SmtpPool:
         if isinstance(exc, aiosmtplib.SMTPSenderRefused):
             self.down = outcome.error  # every other mail would be refused the same way
         if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421 and client.is_connected:
-            try:
-                await client.rset()  # end the envelope; the session goes on with the next mail
-                return outcome, client
-            except (aiosmtplib.SMTPException, OSError):
-                pass
+            return outcome, await _reset(client)  # the session goes on with the next mail
         await _quit(client)
         return outcome, None
+
+
+def _built(job: Outgoing) -> bytes | Outcome:
+    """The mail's bytes; or, for a mail that cannot be built, its outcome: a rendering bug must not stop the batch,
+    and the mail waits for a fix (the attempt counts)."""
+    try:
+        return job.build()
+    except Exception as exc:
+        log.exception("cannot build mail %s", job.key)
+        return Outcome(ok=False, error=_line(f"cannot build the mail: {exc}"), counts=True)
+
+
+async def _reset(client: aiosmtplib.SMTP) -> aiosmtplib.SMTP | None:
+    """End the envelope open on ``client`` (RSET): the client, or None (the session closed) if that fails."""
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        await _quit(client)
+        return None
+    return client
 
 
 @functools.lru_cache(maxsize=4096)  # the same recipients come back run after run

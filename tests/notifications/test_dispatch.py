@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import socket
 from collections import Counter
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -107,6 +108,58 @@ def test_550_marks_only_that_delivery_dead(db: Engine, lifecycle: Lifecycle, set
     assert all(r.status == DeliveryStatus.SENT for r in rows if r.email != li)
     assert retry.attempted == 0  # dead is final
     assert smtp_server.to(li) == [] and len(smtp_server.received) == EXPECTED - 1
+
+
+def test_a_mail_that_cannot_be_built_waits_for_a_fix_and_the_session_goes_on(
+    db: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifications.render import Renderer
+
+    make_proposal(db, lifecycle, state="reviewed")
+    li = email_of(db, "li.ming")
+    event_layout = Renderer.event_layout
+
+    def broken_for_li(self: Renderer, view: Any, member: Any) -> Any:
+        if member.handle == "li.ming":
+            raise ValueError("a template bug")
+        return event_layout(self, view, member)
+
+    monkeypatch.setattr(Renderer, "event_layout", broken_for_li)
+    one = settings.model_copy(update={"smtp_connections": 1})
+
+    report = dispatch_once(db, one, lifecycle, now=T0).send
+
+    assert (report.sent, report.retrying, report.dead) == (EXPECTED - 1, 1, 0)
+    (waiting,) = [r for r in deliveries(db) if r.email == li]
+    assert waiting.status == DeliveryStatus.PENDING and waiting.attempts == 1
+    assert "cannot build the mail: a template bug" in waiting.last_error
+    assert smtp_server.to(li) == [] and len(smtp_server.received) == EXPECTED - 1
+    assert len({r.peer for r in smtp_server.received}) == 1  # its envelope was reset; the one session went on
+
+    monkeypatch.setattr(Renderer, "event_layout", event_layout)  # the fix
+    later = send_pending(db, one, lifecycle, now=T0 + dt.timedelta(hours=1))
+
+    assert (later.attempted, later.sent) == (1, 1)
+    assert len(smtp_server.to(li)) == 1 and len(smtp_server.received) == EXPECTED
+
+
+def test_mails_that_cannot_be_built_open_no_session(
+    db: Engine, lifecycle: Lifecycle, settings: Settings, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifications.render import Renderer
+
+    def broken(self: Renderer, view: Any, member: Any) -> Any:
+        raise ValueError("a template bug")
+
+    make_proposal(db, lifecycle, state="reviewed")
+    monkeypatch.setattr(Renderer, "event_layout", broken)
+    opened: list[object] = []
+    monkeypatch.setattr("notifications.smtp.SmtpPool._connect", lambda pool: opened.append(pool))
+
+    report = dispatch_once(db, settings, lifecycle, now=T0).send
+
+    assert (report.sent, report.retrying) == (0, EXPECTED) and opened == [] and smtp_server.received == []
+    assert {r.attempts for r in deliveries(db)} == {1}
 
 
 def test_a_server_down_for_a_night_loses_nothing_and_sends_everything_once(
