@@ -279,7 +279,7 @@ class SmtpPool:
         return client
 
     async def _send_one(
-        self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes | Outcome | None, outcomes: OutcomeLog | None,
+        self, client: aiosmtplib.SMTP, job: Outgoing, data: bytes | None, outcomes: OutcomeLog | None,
         recording: int,
     ) -> tuple[Outcome, aiosmtplib.SMTP | None]:
         """One mail transaction on ``client``, its DATA once ``recording`` is written; the outcome and the client.
@@ -289,25 +289,28 @@ class SmtpPool:
         """
         # MAIL, RCPT, DATA: what sendmail does, without parsing the same two addresses again for every mail.
         sending: Awaitable[None] = _envelope(client, self.config.sender.addr_spec, self._mail_from, job.to)
+        mail: bytes | Outcome
         if data is None:
             envelope = asyncio.ensure_future(sending)
             try:
                 await asyncio.sleep(0)  # the envelope's task writes MAIL, then waits for the reply
-                data = _built(job)
+                mail = _built(job)
             except BaseException:
                 envelope.cancel()
                 raise
             sending = envelope
+        else:
+            mail = data
         try:
             await sending
         except Exception as exc:
             return await self._failed(client, job, exc)
-        if isinstance(data, Outcome):  # the mail cannot be built: its envelope is ended, the session goes on
-            return data, await _reset(client)
+        if isinstance(mail, Outcome):  # the mail cannot be built: its envelope is ended, the session goes on
+            return mail, await _reset(client)
         if outcomes is not None:
             _written(outcomes, recording)  # outside the try: a database error is not the mail's
         try:
-            await client.data(data)
+            await client.data(mail)
         except Exception as exc:
             return await self._failed(client, job, exc)
         return SENT, client
