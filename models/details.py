@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from models.db import flushed_connection
 from models.errors import NotFoundError
-from models.lifecycle import Lifecycle, _heads, proposal_in_row
+from models.lifecycle import Lifecycle, _heads, proposal_in_row, proposal_not_found
 from models.roster import People, people, token_column
 from models.tables import MAX_PROPOSAL_ID, EndorsementDecision, Event, Member, ProgressReport, Proposal, ProposalText
 from models.texts import TextInfo
@@ -112,10 +112,10 @@ def proposal_read(session: Session, proposal_id: int) -> ProposalRead:
     The proposal is as ``proposal_in_row`` gives it (the session's copy, else one only the caller holds).
     """
     if not 0 < proposal_id <= MAX_PROPOSAL_ID:
-        raise NotFoundError(f"proposal {proposal_id} not found")
+        raise proposal_not_found(proposal_id)
     row = flushed_connection(session).execute(_PROPOSAL_READ, {"proposal_id": proposal_id}).first()
     if row is None:
-        raise NotFoundError(f"proposal {proposal_id} not found")
+        raise proposal_not_found(proposal_id)
     proposal = proposal_in_row(session, row)
     token, text_author, text_at = row[len(_p.columns):]
     if text_author is None:

@@ -25,7 +25,17 @@ from transitions import Machine, MachineError
 from config.definition import EDIT_ACTION, ActionDef, ForumDefinition, Workflow
 from models.clock import shown, utc
 from models.db import as_loaded, flushed_connection, is_unique_violation
-from models.errors import ConflictError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
+from models.errors import (
+    N_,
+    ConflictError,
+    InvalidInputError,
+    NotAllowedError,
+    NotFoundError,
+    NotPossibleError,
+    Said,
+    Term,
+    either,
+)
 from models.roster import People, people, token_column
 from models.tables import (
     MAX_PROPOSAL_ID,
@@ -235,6 +245,53 @@ class _Context:
         }
 
 
+def proposal_not_found(proposal_id: int) -> NotFoundError:
+    """The error of a proposal that does not exist."""
+    return NotFoundError(f"proposal {proposal_id} not found", Said(N_("Proposal %(id)s was not found."), id=proposal_id))
+
+
+def unknown_action(action: str, actions: Iterable[str]) -> InvalidInputError:
+    """The error of an action the workflow does not have."""
+    return InvalidInputError(
+        f"unknown action {action!r}; actions: {', '.join(actions)}", Said(N_("There is no action “%(action)s”."), action=action)
+    )
+
+
+def _no_member(handle: str) -> Said:
+    return Said(N_("There is no active member “%(person)s”."), person=handle)
+
+
+def _chair_of(key: str, chair: str) -> Said:
+    return Said(
+        N_("the chair of the working group %(group)s (%(person)s)"), group=Term("group", key), person=Term("person", chair)
+    )
+
+
+def _deputy_chair_of(key: str, deputy: str) -> Said:
+    return Said(
+        N_("the deputy chair of the working group %(group)s (%(person)s), as the chair wrote it"),
+        group=Term("group", key), person=Term("person", deputy),
+    )
+
+
+def _presiding_head(code: str) -> Said:
+    return Said(N_("the head of the presiding region %(region)s"), region=Term("region", code))
+
+
+def _presiding_deputy(code: str, deputy: str) -> Said:
+    return Said(
+        N_("the deputy for the presiding region %(region)s (%(person)s), as its head wrote it"),
+        region=Term("region", code), person=Term("person", deputy),
+    )
+
+
+def _not_possible(action: str, state: str) -> Said:
+    return Said(
+        N_("“%(action)s” is not possible while the proposal is “%(state)s”."),
+        action=Term("action", action), state=Term("state", state),
+    )
+
+
 class Lifecycle:
     """The workflow of one forum definition, applied to proposals in a database."""
 
@@ -268,7 +325,7 @@ class Lifecycle:
     def next_state(self, state: str, action: str) -> str:
         """Run the machine: the state after ``action`` from ``state``; NotAllowedError if impossible."""
         if action not in self.actions:
-            raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
+            raise unknown_action(action, self.actions)
         known = self._moves.get((state, action))
         if known is not None:
             return known  # the machine is fixed: a move it made once it makes again
@@ -278,7 +335,8 @@ class Lifecycle:
             carrier.trigger(action)  # type: ignore[attr-defined]
         except MachineError:
             raise NotPossibleError(
-                f"{action!r} is not possible in state {state!r}; possible: {', '.join(self.triggers(state)) or 'none'}"
+                f"{action!r} is not possible in state {state!r}; possible: {', '.join(self.triggers(state)) or 'none'}",
+                _not_possible(action, state),
             ) from None
         finally:
             self.machine.remove_model(carrier)
@@ -368,47 +426,89 @@ class Lifecycle:
             who.discard(p.author)
         return sorted(who)
 
-    def _refusal(self, ctx: _Context, action: ActionDef, actor: str) -> str:
-        """Why ``actor`` may not take ``action``: a sentence naming who may."""
+    def _refusal(self, ctx: _Context, action: ActionDef, actor: str) -> tuple[str, Said]:
+        """Why ``actor`` may not take ``action``: a sentence naming who may (the command line's, and for any reader)."""
         p = ctx.proposal
         if action.not_author and actor == p.author:
-            return f"{actor} may not {action.name} their own proposal"
-        if actor in ctx.decided and action.name in (self.workflow.endorsement.endorse, self.workflow.endorsement.object):
-            return f"{actor} has already decided ({ctx.decided[actor]}) in this endorsement round"
-        scopes = []
-        for role in action.roles:
-            scopes.append(
-                {
-                    "author": f"the author ({p.author})",
-                    "group_chair": self._chair_scope(ctx, action),
-                    "group_member": f"members of working group {p.group}",
-                    "head_of_region": "heads of the participating regions, each for their own region",
-                    "presiding_head": self._presiding_scope(ctx, action),
-                    "secretariat": "the secretariat",
-                    "system": "the system (scheduled review)",
-                }[role]
+            return (
+                f"{actor} may not {action.name} their own proposal",
+                Said(N_("You may not take the action “%(action)s” on your own proposal."), action=Term("action", action.name)),
             )
-        return f"{actor} may not {action.name} proposal {p.id}: only {' or '.join(scopes)} may"
+        if actor in ctx.decided and action.name in (self.workflow.endorsement.endorse, self.workflow.endorsement.object):
+            decision = ctx.decided[actor]
+            decided_as = self.workflow.endorsement.endorse if decision == "endorse" else self.workflow.endorsement.object
+            return (
+                f"{actor} has already decided ({decision}) in this endorsement round",
+                Said(
+                    N_("You have already decided in this endorsement round (“%(decision)s”)."),
+                    decision=Term("action", decided_as),
+                ),
+            )
+        scopes = [self._scope(ctx, action, role) for role in action.roles]
+        who = either(*(said for _, said in scopes))
+        if action.name == EDIT:
+            said = Said(N_("Only %(who)s may edit the text of this proposal."), who=who)
+        else:
+            said = Said(
+                N_("Only %(who)s may take the action “%(action)s” on this proposal."), who=who, action=Term("action", action.name)
+            )
+        return f"{actor} may not {action.name} proposal {p.id}: only {' or '.join(text for text, _ in scopes)} may", said
+
+    def _scope(self, ctx: _Context, action: ActionDef, role: str) -> tuple[str, Said]:
+        """Who holds ``role`` for ``action`` on the proposal, in words."""
+        p = ctx.proposal
+        if role == "author":
+            return f"the author ({p.author})", Said(N_("the author (%(person)s)"), person=Term("person", p.author))
+        if role == "group_chair":
+            return self._chair_scope(ctx, action)
+        if role == "group_member":
+            members = Said(N_("members of the working group %(group)s"), group=Term("group", p.group))
+            return f"members of working group {p.group}", members
+        if role == "head_of_region":
+            text = "heads of the participating regions, each for their own region"
+            return text, Said(N_("heads of the participating regions, each for their own region"))
+        if role == "presiding_head":
+            return self._presiding_scope(ctx, action)
+        if role == "secretariat":
+            return "the secretariat", Said(N_("the secretariat"))
+        return "the system (scheduled review)", Said(N_("the scheduled review"))
 
     @staticmethod
-    def _chair_scope(ctx: _Context, action: ActionDef) -> str:
+    def _chair_scope(ctx: _Context, action: ActionDef) -> tuple[str, Said]:
         p = ctx.proposal
         if action.not_author and ctx.chair == p.author and ctx.deputy_chair:
-            return f"the deputy chair of working group {p.group} ({ctx.deputy_chair}), as the chair wrote it"
-        return f"the chair of working group {p.group} ({ctx.chair})"
+            return (
+                f"the deputy chair of working group {p.group} ({ctx.deputy_chair}), as the chair wrote it",
+                _deputy_chair_of(p.group, ctx.deputy_chair),
+            )
+        return (
+            f"the chair of working group {p.group} ({ctx.chair})",
+            _chair_of(p.group, ctx.chair),
+        )
 
     @staticmethod
-    def _presiding_scope(ctx: _Context, action: ActionDef) -> str:
+    def _presiding_scope(ctx: _Context, action: ActionDef) -> tuple[str, Said]:
         roster, p = ctx.roster, ctx.proposal
         term = roster.presiding_term
         if term is None:
+            day = roster.now.date().isoformat()
             return (
-                f"the head of the presiding region, but no presiding term covers {roster.now.date().isoformat()}: "
-                "a term must be added to the forum definition"
+                f"the head of the presiding region, but no presiding term covers {day}: "
+                "a term must be added to the forum definition",
+                Said(
+                    N_("the head of the presiding region, but no presiding term covers %(day)s (the secretariat must add one)"),
+                    day=day,
+                ),
             )
         if action.not_author and p.author in roster.presiding_heads() and term.deputy:
-            return f"the deputy for the presiding region {term.region} ({term.deputy}), as its head wrote it"
-        return f"the head of the presiding region {term.region}"
+            return (
+                f"the deputy for the presiding region {term.region} ({term.deputy}), as its head wrote it",
+                _presiding_deputy(term.region, term.deputy),
+            )
+        return (
+            f"the head of the presiding region {term.region}",
+            _presiding_head(term.region),
+        )
 
     def allowed(
         self, session: Session, proposal: Proposal, now: dt.datetime, *, forum: People | None = None,
@@ -462,15 +562,23 @@ class Lifecycle:
         data = ProposalCreate.model_validate(proposal_in.model_dump())
         title = " ".join(data.title.split())
         if not title:
-            raise InvalidInputError("title must not be empty")
+            raise InvalidInputError("title must not be empty", Said(N_("The title must not be empty.")))
         group = session.get(WorkingGroup, data.group)
         if group is None or not group.active:
-            raise NotFoundError(f"working group {data.group!r} not found")
+            raise NotFoundError(
+                f"working group {data.group!r} not found", Said(N_("There is no working group “%(group)s”."), group=data.group)
+            )
         author = session.get(Member, data.author)
         if author is None or not author.active:
-            raise NotFoundError(f"member {data.author!r} not found")
+            raise NotFoundError(f"member {data.author!r} not found", _no_member(data.author))
         if session.get(GroupMembership, (group.key, author.handle)) is None:
-            raise NotAllowedError(f"{author.handle} is not a member of working group {group.key} and may not propose there")
+            raise NotAllowedError(
+                f"{author.handle} is not a member of working group {group.key} and may not propose there",
+                Said(
+                    N_("You are not a member of the working group %(group)s and may not propose there."),
+                    group=Term("group", group.key),
+                ),
+            )
         proposal = Proposal(
             title=title,
             summary=data.summary,
@@ -514,11 +622,11 @@ class Lifecycle:
         its current round); the people come from the process's cache while the generation is unchanged.
         """
         if not 0 < proposal_id <= MAX_PROPOSAL_ID:
-            raise NotFoundError(f"proposal {proposal_id} not found")
+            raise proposal_not_found(proposal_id)
         rows = flushed_connection(session).execute(_load_statement(decisions), {"pid": proposal_id}).all()
         found = [row for row in rows if row[_ID] is not None]
         if not found:
-            raise NotFoundError(f"proposal {proposal_id} not found")
+            raise proposal_not_found(proposal_id)
         (first,) = found
         proposal = proposal_in_row(session, first)
         token = first[_WIDTH]
@@ -532,15 +640,20 @@ class Lifecycle:
         if now < proposal.updated_at:
             raise InvalidInputError(
                 f"proposal {proposal_id}: {shown(now)} is earlier than its newest event ({shown(proposal.updated_at)}): "
-                "an action cannot be recorded before it"
+                "an action cannot be recorded before it",
+                Said(
+                    N_("Proposal %(id)s has an event of %(newest)s, later than %(now)s: an action cannot be recorded before it."),
+                    id=proposal_id, newest=Term("when", proposal.updated_at), now=Term("when", now),
+                ),
             )
         if expected_version is not None and proposal.version != expected_version:
             raise ConflictError(
-                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})"
+                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})",
+                Said(N_("Someone else changed proposal %(id)s since you read it. Reload it and try again."), id=proposal_id),
             )
         forum = people(session, token, known=True)
         if actor not in forum.members:
-            raise NotFoundError(f"member {actor!r} not found")
+            raise NotFoundError(f"member {actor!r} not found", _no_member(actor))
         return _Loaded(proposal, now, forum, decided)
 
     def _edit_checked(
@@ -553,11 +666,15 @@ class Lifecycle:
         if proposal.state not in spec.source:
             raise NotPossibleError(
                 f"{EDIT!r} is not possible in state {proposal.state!r}: only a draft ({', '.join(spec.source)}) is edited; "
-                f"{self.describe_allowed(session, proposal, now)}"
+                f"{self.describe_allowed(session, proposal, now)}",
+                Said(
+                    N_("Only a draft can be edited; this proposal is “%(state)s”."), state=Term("state", proposal.state)
+                ),
             )
         ctx = self._context(session, proposal, now, loaded.people)
         if actor not in self._holders(ctx, spec):
-            raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
+            text, said = self._refusal(ctx, spec, actor)
+            raise NotAllowedError(f"{text}; {self.describe_allowed(session, proposal, now)}", said)
         return proposal, now
 
     def check_edit(self, session: Session, proposal_id: int, actor: str, *, now: dt.datetime) -> None:
@@ -594,26 +711,37 @@ class Lifecycle:
     ) -> tuple[Proposal, ActionDef, _Context, dt.datetime]:
         """The checks of ``apply`` that do not depend on the comment or percent; raises as ``apply`` would."""
         if action == EDIT:
-            raise InvalidInputError(f"{EDIT!r} takes a new text (a title, a summary or a body): it is not taken as an action")
+            raise InvalidInputError(
+                f"{EDIT!r} takes a new text (a title, a summary or a body): it is not taken as an action",
+                Said(N_("A new text is written with the edit form: it is not taken as an action.")),
+            )
         if action not in self.actions:
-            raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(self.actions)}")
+            raise unknown_action(action, self.actions)
         spec = self.actions[action]
         # The system actor is the scheduled review's alone: it records its actions through close_round(s),
         # notice(_many) and the consensus that follows an endorsement, never through apply.
         if actor == SYSTEM:
-            raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
+            raise NotAllowedError(
+                f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only",
+                Said(N_("Nobody may act as the scheduled review.")),
+            )
         if SYSTEM in spec.roles:
-            raise NotAllowedError(f"{actor} may not {action}: only the system (scheduled review) may")
+            raise NotAllowedError(
+                f"{actor} may not {action}: only the system (scheduled review) may",
+                Said(N_("Only the scheduled review takes the action “%(action)s”."), action=Term("action", action)),
+            )
         rnd = self.workflow.endorsement
         loaded = self._load(session, proposal_id, actor, now, expected_version, decisions=action in (rnd.endorse, rnd.object))
         proposal, now = loaded.proposal, loaded.now
         if proposal.state not in spec.source:
             raise NotPossibleError(
-                f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}"
+                f"{action!r} is not possible in state {proposal.state!r}; {self.describe_allowed(session, proposal, now)}",
+                _not_possible(action, proposal.state),
             )
         ctx = self._context(session, proposal, now, loaded.people, loaded.decided)
         if actor not in self._holders(ctx, spec):
-            raise NotAllowedError(f"{self._refusal(ctx, spec, actor)}; {self.describe_allowed(session, proposal, now)}")
+            text, said = self._refusal(ctx, spec, actor)
+            raise NotAllowedError(f"{text}; {self.describe_allowed(session, proposal, now)}", said)
         return proposal, spec, ctx, now
 
     def check(
@@ -651,18 +779,32 @@ class Lifecycle:
             changed.append(proposal)
         comment = comment.strip()
         if NUL in comment:
-            raise InvalidInputError("comment must not contain a NUL character")
+            raise InvalidInputError(
+                "comment must not contain a NUL character", Said(N_("The comment must not contain a NUL character."))
+            )
         if spec.comment_required and not comment:
-            raise InvalidInputError(f"{action!r} requires a comment (--comment)")
+            raise InvalidInputError(
+                f"{action!r} requires a comment (--comment)",
+                Said(N_("“%(action)s” needs a comment."), action=Term("action", action)),
+            )
         payload: dict[str, Any] = {}
         if spec.percent:
             if percent is None or not 0 <= percent <= 100:
-                raise InvalidInputError(f"{action!r} requires a percent between 0 and 100 (--percent)")
+                raise InvalidInputError(
+                    f"{action!r} requires a percent between 0 and 100 (--percent)",
+                    Said(N_("“%(action)s” needs the progress: a whole number from 0 to 100."), action=Term("action", action)),
+                )
             if percent < proposal.percent:
-                raise InvalidInputError(f"progress cannot go back from {proposal.percent}% to {percent}%")
+                raise InvalidInputError(
+                    f"progress cannot go back from {proposal.percent}% to {percent}%",
+                    Said(N_("Progress cannot go back from %(before)s%% to %(after)s%%."), before=proposal.percent, after=percent),
+                )
             payload["percent"] = percent
         elif percent is not None:
-            raise InvalidInputError(f"{action!r} takes no percent")
+            raise InvalidInputError(
+                f"{action!r} takes no percent",
+                Said(N_("“%(action)s” takes no progress percent."), action=Term("action", action)),
+            )
 
         rnd = self.workflow.endorsement
         if action in (rnd.endorse, rnd.object):
@@ -681,7 +823,8 @@ class Lifecycle:
                     raise
                 raise ConflictError(
                     f"proposal {proposal_id}: {actor} has just decided in round {payload['round']} (at the same time); "
-                    "reload and try again"
+                    "reload and try again",
+                    Said(N_("Your decision in this round was recorded at the same moment from elsewhere. Reload the page.")),
                 ) from None
         if spec.percent:
             report = {"proposal_id": proposal_id, "percent": percent or 0, "note": comment, "actor": actor, "at": now}
@@ -774,7 +917,10 @@ class Lifecycle:
         params = {f"v_{key}": value for key, value in values.items()} | {"w_id": proposal.id, "w_version": version}
         result = connection.execute(_conditional_update(frozenset(values)), params)
         if result.rowcount != 1:
-            raise ConflictError(f"proposal {proposal.id} was changed by someone else; reload and try again")
+            raise ConflictError(
+                f"proposal {proposal.id} was changed by someone else; reload and try again",
+                Said(N_("Someone else changed proposal %(id)s at the same moment. Reload it and try again."), id=proposal.id),
+            )
         # The row is already written: update the loaded object without marking it dirty.
         for key, value in values.items():
             set_committed_value(proposal, key, value)
@@ -864,16 +1010,30 @@ class Lifecycle:
             who.add(ctx.deputy_chair)
         return who | roster.presiding_heads() | roster.acting_presiding_heads(p.author)
 
-    def _remind_refusal(self, ctx: _Context, actor: str) -> str:
+    def _remind_refusal(self, ctx: _Context, actor: str) -> tuple[str, Said]:
         p, roster = ctx.proposal, ctx.roster
         chair = f"the chair of working group {p.group} ({ctx.chair})"
+        chairs = [_chair_of(p.group, ctx.chair)]
         if ctx.chair == p.author and ctx.deputy_chair:
             chair += f" or its deputy chair ({ctx.deputy_chair}), as the chair wrote it"
+            chairs.append(
+                _deputy_chair_of(p.group, ctx.deputy_chair)
+            )
         term = roster.presiding_term
         presiding = f"the head of the presiding region {term.region}" if term else "the head of the presiding region"
+        heads = [
+            _presiding_head(term.region) if term
+            else Said(N_("the head of the presiding region"))
+        ]
         if term is not None and term.deputy and p.author in roster.presiding_heads():
             presiding += f" or its deputy ({term.deputy}), as its head wrote it"
-        return f"{actor} may not send a reminder on proposal {p.id}: only {chair} or {presiding} may"
+            heads.append(
+                _presiding_deputy(term.region, term.deputy)
+            )
+        return (
+            f"{actor} may not send a reminder on proposal {p.id}: only {chair} or {presiding} may",
+            Said(N_("Only %(who)s may send a reminder on this proposal."), who=either(*chairs, *heads)),
+        )
 
     @staticmethod
     def _day_bounds(now: dt.datetime) -> tuple[dt.date, dt.datetime]:
@@ -921,23 +1081,42 @@ class Lifecycle:
         when two are sent at the same moment (the unique key of ``manual_reminder`` decides).
         """
         if actor == SYSTEM:
-            raise NotAllowedError(f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only")
+            raise NotAllowedError(
+                f"nobody may act as {SYSTEM!r}: its actions are taken by the scheduled review only",
+                Said(N_("Nobody may act as the scheduled review.")),
+            )
         loaded = self._load(session, proposal_id, actor, now, expected_version)
         proposal, now = loaded.proposal, loaded.now
         if proposal.state in self.final_states:
-            raise NotPossibleError(f"proposal {proposal_id} is {proposal.state!r}: nobody has anything left to do")
+            raise NotPossibleError(
+                f"proposal {proposal_id} is {proposal.state!r}: nobody has anything left to do",
+                Said(
+                    N_("Proposal %(id)s is “%(state)s”: nobody has anything left to do."),
+                    id=proposal_id, state=Term("state", proposal.state),
+                ),
+            )
         ctx = self._context(session, proposal, now, loaded.people)
         if actor not in self._reminders_by(ctx):
-            raise NotAllowedError(self._remind_refusal(ctx, actor))
+            raise NotAllowedError(*self._remind_refusal(ctx, actor))
         state = self._reminding(session, ctx, actor, now)
         if state.sent_today is not None:
             sent = state.sent_today
             raise NotPossibleError(
                 f"proposal {proposal_id} was already reminded today by {sent.member} at {sent.at:%H:%M} UTC; "
-                f"the next reminder may be sent from {state.next_day:%Y-%m-%d %H:%M} UTC"
+                f"the next reminder may be sent from {state.next_day:%Y-%m-%d %H:%M} UTC",
+                Said(
+                    N_(
+                        "%(person)s already sent a reminder on this proposal today (%(at)s); "
+                        "the next one may be sent from %(next)s."
+                    ),
+                    person=Term("person", sent.member), at=Term("when", sent.at), next=Term("when", state.next_day),
+                ),
             )
         if not state.recipients:
-            raise NotPossibleError(f"nobody but {actor} must act on proposal {proposal_id} now: there is nobody to remind")
+            raise NotPossibleError(
+                f"nobody but {actor} must act on proposal {proposal_id} now: there is nobody to remind",
+                Said(N_("Nobody but you must act on this proposal now: there is nobody to remind.")),
+            )
         mark = ManualReminder(proposal_id=proposal_id, day=now.date(), member=actor, at=now)
         session.add(mark)
         try:  # two reminders at the same moment: the second one to write loses here
@@ -947,7 +1126,14 @@ class Lifecycle:
                 raise
             raise ConflictError(
                 f"proposal {proposal_id} was reminded by someone else at the same moment; "
-                f"the next reminder may be sent from {state.next_day:%Y-%m-%d %H:%M} UTC"
+                f"the next reminder may be sent from {state.next_day:%Y-%m-%d %H:%M} UTC",
+                Said(
+                    N_(
+                        "Someone else sent a reminder on this proposal at the same moment; "
+                        "the next one may be sent from %(next)s."
+                    ),
+                    next=Term("when", state.next_day),
+                ),
             ) from None
         payload: dict[str, Any] = {"recipients": state.recipients}
         from models.review import plan  # the review imports this module
@@ -971,7 +1157,7 @@ class Lifecycle:
         now = utc(now)
         proposal = session.get(Proposal, proposal_id)
         if proposal is None:
-            raise NotFoundError(f"proposal {proposal_id} not found")
+            raise proposal_not_found(proposal_id)
         rnd = self.workflow.endorsement
         if proposal.state != rnd.state or proposal.deadline is None or now < proposal.deadline:
             return None
@@ -1187,7 +1373,7 @@ def find_proposal(session: Session, proposal_id: int) -> Proposal:
     """The proposal, or NotFoundError (also for an id no proposal row can have)."""
     proposal = session.get(Proposal, proposal_id) if 0 < proposal_id <= MAX_PROPOSAL_ID else None
     if proposal is None:
-        raise NotFoundError(f"proposal {proposal_id} not found")
+        raise proposal_not_found(proposal_id)
     return proposal
 
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from models.db import unicode_lower
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import N_, InvalidInputError, NotFoundError, Said
 from models.lifecycle import Lifecycle, events_of, find_proposal, presiding_region, utc
 from models.tables import (
     NUL,
@@ -120,17 +120,30 @@ class ProposalFilters:
         """These filters with the text tidied, or InvalidInputError naming the first bad one."""
         wf = lifecycle.workflow
         if self.state and self.state not in wf.state_names:
-            raise InvalidInputError(f"state: unknown state {self.state!r}; states: {', '.join(wf.state_names)}")
+            raise InvalidInputError(
+                f"state: unknown state {self.state!r}; states: {', '.join(wf.state_names)}",
+                Said(N_("There is no state “%(state)s”."), state=self.state),
+            )
         groups = [g.key for g in lifecycle.definition.working_groups]
         if self.group and self.group not in groups:
-            raise InvalidInputError(f"group: unknown working group {self.group!r}; groups: {', '.join(groups)}")
+            raise InvalidInputError(
+                f"group: unknown working group {self.group!r}; groups: {', '.join(groups)}",
+                Said(N_("There is no working group “%(group)s”."), group=self.group),
+            )
         text = " ".join(self.text.split())
         if len(text) > SEARCH_MAX:
-            raise InvalidInputError(f"search: at most {SEARCH_MAX} characters")
+            raise InvalidInputError(
+                f"search: at most {SEARCH_MAX} characters",
+                Said(N_("Search for at most %(n)s characters."), n=SEARCH_MAX),
+            )
         if len(text.split()) > SEARCH_WORDS:
-            raise InvalidInputError(f"search: at most {SEARCH_WORDS} words")
+            raise InvalidInputError(
+                f"search: at most {SEARCH_WORDS} words", Said(N_("Search for at most %(n)s words."), n=SEARCH_WORDS)
+            )
         if NUL in text:
-            raise InvalidInputError("search: must not contain a NUL character")
+            raise InvalidInputError(
+                "search: must not contain a NUL character", Said(N_("The search must not contain a NUL character."))
+            )
         return ProposalFilters(self.state or None, self.group or None, self.overdue, text)
 
 
@@ -210,14 +223,20 @@ def proposal_page(
 ) -> ProposalPage:
     """Page ``page`` (1-based) of the filtered list; NotFoundError past the last page (page 1 may be empty)."""
     if not 1 <= page <= MAX_PAGE:
-        raise InvalidInputError(f"page: must be a whole number from 1 to {MAX_PAGE}")
+        raise InvalidInputError(
+            f"page: must be a whole number from 1 to {MAX_PAGE}",
+            Said(N_("The page must be a whole number from 1 to %(n)s."), n=MAX_PAGE),
+        )
     if size < 1:
         raise InvalidInputError("size: must be at least 1")
     filters = filters.check(lifecycle)
     total = count_proposals(session, lifecycle, filters, now=now)
     result = ProposalPage([], page, size, total)
     if page > result.pages:
-        raise NotFoundError(f"page {page} not found: the list has {result.pages} page(s)")
+        raise NotFoundError(
+            f"page {page} not found: the list has {result.pages} page(s)",
+            Said(N_("There is no page %(page)s: the list has %(pages)s."), page=page, pages=result.pages),
+        )
     rows = find_proposals(
         session, lifecycle, filters, now=now, offset=(page - 1) * size, limit=size, newest_first=newest_first
     )
@@ -354,7 +373,9 @@ def group_overview(session: Session, lifecycle: Lifecycle, key: str, *, now: dt.
     now = utc(now)
     group = session.get(WorkingGroup, key) if len(key) <= 40 and NUL not in key else None
     if group is None:
-        raise NotFoundError(f"working group {key!r} not found")
+        raise NotFoundError(
+            f"working group {key!r} not found", Said(N_("There is no working group “%(group)s”."), group=key)
+        )
     handles = session.exec(select(GroupMembership.member).where(GroupMembership.group_key == key)).all()
     members = list(session.exec(select(Member).where(col(Member.handle).in_(handles)).order_by(col(Member.name))))
     proposals = list(session.exec(select(Proposal).where(Proposal.group == key).order_by(col(Proposal.id))))

@@ -89,6 +89,11 @@ class ProposalBase(SQLModel):
     body: str = ""
 
 
+# What the text checks say (interfaces that show the problems in other words match them).
+EMPTY = "must not be empty"
+HAS_NUL = "must not contain a NUL character"
+
+
 def _text(value: Any) -> Any:
     """Decode bytes as UTF-8 and refuse NUL bytes: the checks every text field of a proposal gets."""
     if isinstance(value, bytes | bytearray):
@@ -98,7 +103,7 @@ def _text(value: Any) -> Any:
             raise ValueError(f"is not valid UTF-8 text (byte {exc.start})") from None
     if isinstance(value, str):
         if NUL in value:
-            raise ValueError("must not contain a NUL character")
+            raise ValueError(HAS_NUL)
         try:  # lone surrogates (e.g. undecodable bytes in command-line arguments) cannot be stored
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -112,7 +117,7 @@ def _title(value: Any) -> Any:
     if isinstance(value, str):
         value = " ".join(value.split())
         if not value:
-            raise ValueError("must not be empty")
+            raise ValueError(EMPTY)
     return value
 
 
@@ -138,7 +143,7 @@ class ProposalCreate(ProposalBase):
     def _no_nul(cls, value: str) -> str:
         # PostgreSQL text cannot hold NUL and SQLite would store it: refused on every backend alike (texts: _text).
         if NUL in value:
-            raise ValueError("must not contain a NUL character")
+            raise ValueError(HAS_NUL)
         return value
 
 

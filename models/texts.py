@@ -11,7 +11,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from models.db import DriverStatement
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import N_, InvalidInputError, NotFoundError, Said
 from models.tables import Proposal, ProposalCreate, ProposalText, ProposalTextEdit
 from models.textdiff import unified, word_changes
 
@@ -74,11 +74,21 @@ def version_of(session: Session, proposal_id: int, version: int | None = None) -
     """One text version; the current one when ``version`` is None."""
     p = _proposal(session, proposal_id)
     wanted = p.text_version if version is None else version
-    row = session.exec(
-        select(ProposalText).where(ProposalText.proposal_id == proposal_id, ProposalText.version == wanted)
-    ).first()
+    # Versions run from 1 to the current one: any other number is refused before it reaches the database (whose
+    # integers would overflow on a huge one).
+    row = None
+    if 1 <= wanted <= p.text_version:
+        row = session.exec(
+            select(ProposalText).where(ProposalText.proposal_id == proposal_id, ProposalText.version == wanted)
+        ).first()
     if row is None:
-        raise NotFoundError(f"proposal {proposal_id} has no text version {wanted} (versions 1 to {p.text_version})")
+        raise NotFoundError(
+            f"proposal {proposal_id} has no text version {wanted} (versions 1 to {p.text_version})",
+            Said(
+                N_("Proposal %(id)s has no text version %(version)s: versions are numbered 1 to %(n)s."),
+                id=proposal_id, version=wanted, n=p.text_version,
+            ),
+        )
     return row
 
 
@@ -121,7 +131,8 @@ def diff_view(
     p = _proposal(session, proposal_id)
     to_v = p.text_version if to_version is None else to_version
     from_v = max(1, to_v - 1) if from_version is None else from_version
-    old, new = version_of(session, proposal_id, from_v), version_of(session, proposal_id, to_v)
+    new = version_of(session, proposal_id, to_v)  # the one asked for first (the other may follow from it)
+    old = version_of(session, proposal_id, from_v)
     fields = word_changes(old, new)
     return {
         "proposal_id": proposal_id,

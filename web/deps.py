@@ -26,11 +26,12 @@ from fastapi.security import APIKeyCookie, HTTPBearer
 from sqlmodel import Session
 
 from models.auth import SignedIn, new_secret, signed_in
+from models.errors import ForumflowError, Said
 from models.runtime import Runtime
 from models.tables import Member
 from models.tokens import LiveToken, live_token, note_use, use_is_new
 from web.errors import CsrfError, NotSignedInError, SignInRequiredError
-from web.i18n import Ui
+from web.i18n import Ui, UiReader
 from web.routing import finish
 from web.security import (
     CSRF_COOKIE,
@@ -252,6 +253,10 @@ class Page:
         if self._new_csrf_cookie:
             set_cookie(response, CSRF_COOKIE, self.csrf_token, max_age=None, secure=self.secure)
         return response
+
+    def say(self, said: Said | ForumflowError) -> str:
+        """A message or an error's message in this reader's language, with people's and groups' names."""
+        return UiReader.of(self.ui, self.state.runtime.definition).say(said)
 
     def redirect(self, url: str) -> RedirectResponse:
         """303 See Other to ``url`` (after a POST, or to go elsewhere)."""

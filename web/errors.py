@@ -22,7 +22,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.auth import RateLimitedError
-from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError, NotPossibleError
+from models.errors import (
+    PLAIN,
+    ConflictError,
+    ForumflowError,
+    InvalidInputError,
+    NotAllowedError,
+    NotFoundError,
+    NotPossibleError,
+)
 from models.runtime import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -113,7 +121,8 @@ def install_api_handlers(app: FastAPI) -> None:
     """problem+json for every error of the API app, domain errors by ``STATUS_OF``."""
 
     async def domain(request: Request, exc: Exception) -> Response:
-        return problem(status_for(exc), str(exc), headers=extra_headers(exc))
+        assert isinstance(exc, ForumflowError)
+        return problem(status_for(exc), exc.for_reader(PLAIN), headers=extra_headers(exc))
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
         return problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="forumflow"'})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,18 +18,16 @@ from babel.support import NullTranslations, Translations
 from starlette.requests import Request
 
 from config.definition import ForumDefinition
+from models.errors import N_, ForumflowError, Said, TermKind, as_utc
 from models.tables import Member
-from notifications.render import FALLBACK_LANGUAGE, LANGUAGES, environment, format_when, member_zone
+from notifications.render import FALLBACK_LANGUAGE, LANGUAGES, environment, format_when, member_zone, region_label
 
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 LANG_COOKIE = "forumflow_lang"
 # Each language's name in itself, for the switch.
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "zh": "中文"}
 
-
-def N_(message: str) -> str:
-    """Mark ``message`` for the catalog without translating it here (it is translated where it is shown)."""
-    return message
+__all__ = ["LANGUAGE_NAMES", "N_", "Labels", "Ui", "UiReader", "choose_language", "translations"]
 
 
 @functools.cache
@@ -122,3 +121,44 @@ class Ui:
         """An action's label, as a button or heading (first letter capitalised)."""
         label = str(_labels(self.lang).actions.get(name, self.labels.actions.get(name, name)))
         return label[:1].upper() + label[1:]
+
+
+@dataclass(frozen=True)
+class UiReader:
+    """A reader of the pages, as ``models.errors.Said`` needs one: their language, people's names, groups' names."""
+
+    ui: Ui
+    names: Mapping[str, str]
+    groups: Mapping[str, str]
+
+    @classmethod
+    def of(cls, ui: Ui, definition: ForumDefinition) -> UiReader:
+        """The names as the forum's definition gives them (a handle no longer in it is shown as it is)."""
+        return cls(
+            ui, {m.handle: m.name for m in definition.members},
+            {g.key: g.name_in(ui.lang) for g in definition.working_groups},
+        )
+
+    def gettext(self, message: str) -> str:
+        """``message`` in the reader's language."""
+        return self.ui.gettext(message)
+
+    def term(self, kind: TermKind, value: Any) -> str:
+        """An action's or state's label, a member's or group's name, a region's name, a moment in the reader's zone."""
+        if kind == "action":
+            return self.ui.action(str(value))
+        if kind == "state":
+            return self.ui.state(str(value))
+        if kind == "person":
+            return self.names.get(str(value), str(value))
+        if kind == "group":
+            return self.groups.get(str(value), str(value))
+        if kind == "region":
+            return region_label(str(value), self.ui.lang)
+        if isinstance(value, dt.datetime):
+            return self.ui.when(as_utc(value))
+        return str(value)
+
+    def say(self, said: Said | ForumflowError) -> str:
+        """A message or an error's message, as this reader reads it."""
+        return said.render(self) if isinstance(said, Said) else said.for_reader(self)

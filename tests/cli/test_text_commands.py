@@ -76,6 +76,10 @@ def test_edit_after_a_return_show_text_diff_and_export(ff: Invoke, tmp_path: Pat
     assert ff("text", pid).stdout.endswith(BODY_V2)
     missing = ff("text", pid, "--version", "3")
     assert missing.code == 4 and "has no text version 3 (versions 1 to 2)" in missing.stderr
+    for huge in ("99999999999999999999999", "9223372036854775808"):
+        for args in (("text", pid, "--version", huge), ("diff", pid, "--from", huge), ("diff", pid, "--to", huge)):
+            r = ff(*args)
+            assert r.code == 4 and r.stderr == f"error: proposal {pid} has no text version {huge} (versions 1 to 2)\n", args
 
     diff = ff("diff", pid)
     assert diff.code == 0

@@ -225,6 +225,14 @@ def test_text_versions_that_do_not_exist_are_not_found(forum: Engine, lifecycle:
         with pytest.raises(NotFoundError, match="proposal 42 not found"):
             diff_view(s, 42)
         assert diff_view(s, pid)["unified"] == ""  # one version: nothing to compare
+        # Numbers no version can have, up to ones the database's integers cannot hold: not found, never an overflow.
+        for wanted in (0, -1, 2**31, 2**63, 10**25):
+            with pytest.raises(NotFoundError, match=f"has no text version {wanted} \\(versions 1 to 1\\)"):
+                version_of(s, pid, wanted)
+            with pytest.raises(NotFoundError, match=f"has no text version {wanted} "):
+                diff_view(s, pid, to_version=wanted)
+            with pytest.raises(NotFoundError, match=f"has no text version {wanted} "):
+                diff_view(s, pid, from_version=wanted, to_version=1)
 
 
 def test_the_input_model_is_what_edit_takes(forum: Engine, lifecycle: Lifecycle) -> None:

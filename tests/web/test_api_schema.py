@@ -25,7 +25,7 @@ from tests.web.api_support import API, bearer, some_proposals, token_for
 EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
 ACTIONS = "POST /proposals/{proposal_id}/actions/{action}"
 # The rules of an action that no schema can say (they depend on the action and the proposal's state), each a 422.
-ACTION_RULES = ("requires a comment", "requires a percent", "takes no percent", "progress cannot go back")
+ACTION_RULES = ("needs a comment", "needs the progress", "takes no progress percent", "Progress cannot go back")
 # Valid data to a write is still refused when its If-Match is missing (428) or stale (412): the schema documents
 # the header, but cannot say which value is current. Actions also answer 422 for the rules above (checked below).
 CONFIG = """

@@ -16,6 +16,7 @@ from tests.web.conftest import Clock, link_for, sign_in
 from web.i18n import LANG_COOKIE, TRANSLATIONS_DIR
 
 WEB = Path(__file__).resolve().parents[2] / "web"
+MODELS = WEB.parent / "models"
 
 
 def lang_of(html: str) -> str:
@@ -81,7 +82,15 @@ def _source_messages() -> set[str | tuple[str, str]]:
     options = {"templates/**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}}
     for _file, _line, message, _comments, _context in extract_from_dir(str(WEB), methods, options_map=options):
         found.add(message if isinstance(message, str) else (message[0], message[1]))
+    # The domain's messages for any reader (``models.errors.Said``), shown on the pages in the reader's language.
+    for _file, _line, message, _comments, _context in extract_from_dir(str(MODELS), [("**.py", "python")]):
+        found.add(message if isinstance(message, str) else (message[0], message[1]))
     return found
+
+
+def _placeholders(message: str) -> set[str]:
+    """The named placeholders of a message (and ``%%`` as "%")."""
+    return set(re.findall(r"%\((\w+)\)s", message)) | ({"%"} if "%%" in message else set())
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -104,6 +113,12 @@ def test_every_message_is_translated_and_compiled(lang: str) -> None:
         strings = _strings(entry.string)
         assert strings and all(strings), f"{lang}: {key!r} not translated"
         assert "fuzzy" not in entry.flags
+        # A translation names what its source names (a plural form may leave the count out, as "One ..." does).
+        names = set().union(*(_placeholders(source) for source in _strings(message)))
+        for translated in strings:
+            assert _placeholders(translated) <= names, f"{lang}: {key!r}: unknown placeholders"
+            if isinstance(message, str):
+                assert _placeholders(translated) == names, f"{lang}: {key!r}: placeholders differ"
         compiled = mo.get(key)
         assert compiled is not None, f"{lang}: {key!r} missing from messages.mo (pybabel compile)"
         assert _strings(compiled.string) == _strings(entry.string), f"{lang}: messages.mo is stale (pybabel compile)"

@@ -21,7 +21,7 @@ from models.tables import Event, Proposal, ProposalTextEdit
 from models.texts import proposal_create
 from notifications.dispatch import dispatch_once
 from notifications.render import format_when
-from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, load, make_proposal
+from tests.factories import AUTHOR, CHAIR, ONE_HEAD_PER_STATE, PRESIDING_HEAD, T0, create_with_text, load, make_proposal
 from tests.notifications.helpers import SmtpServer
 from tests.web.conftest import Clock, csrf_of, sign_in
 from web.i18n import LANG_COOKIE
@@ -206,12 +206,13 @@ def test_an_action_goes_through_the_lifecycle_and_comes_back(
     ("state", "actor", "action", "fields", "status", "message"),
     [
         ("drafted", "sharma.anil", "submit", {}, 403,
-         "sharma.anil may not submit proposal {pid}: only the author (zhao.lei) may"),
-        ("drafted", AUTHOR, "recommend", {}, 409, "'recommend' is not possible in state 'drafted'"),
-        ("in_review", CHAIR, "return", {"comment": "  "}, 422, "'return' requires a comment"),
-        ("in_review", CHAIR, "frobnicate", {"comment": "x"}, 422, "unknown action 'frobnicate'"),
+         "Only the author (赵磊) may take the action “Submit to the working group” on this proposal."),
+        ("drafted", AUTHOR, "recommend", {}, 409,
+         "“Recommend for endorsement” is not possible while the proposal is “Drafted”."),
+        ("in_review", CHAIR, "return", {"comment": "  "}, 422, "“Return to the author” needs a comment."),
+        ("in_review", CHAIR, "frobnicate", {"comment": "x"}, 422, "There is no action “frobnicate”."),
         ("implementing", AUTHOR, "report_progress", {"percent": "120", "comment": "Too far"}, 422,
-         "'report_progress' requires a percent between 0 and 100"),
+         "“Report progress” needs the progress: a whole number from 0 to 100."),
         ("implementing", AUTHOR, "report_progress", {"percent": "forty", "comment": "Words"}, 422,
          "Enter the progress as a whole number from 0 to 100."),
     ],
@@ -244,7 +245,7 @@ def test_a_stale_form_is_refused_with_409_and_the_fresh_page(
         lifecycle.apply(s, pid, "withdraw", AUTHOR, now=T0)
     r = post_action(client, forum, pid, "reject", version=shown, comment="Out of scope")
     assert r.status_code == 409
-    assert f"proposal {pid} changed since it was read (version {shown + 1}, expected {shown})" in text_of(r.text)
+    assert f"Someone else changed proposal {pid} since you read it. Reload it and try again." in text_of(r.text)
     assert forms_of(r.text, pid) == [] and load(forum, pid).state == "withdrawn"
 
     other = make_proposal(forum, lifecycle, state="in_review")
@@ -252,7 +253,7 @@ def test_a_stale_form_is_refused_with_409_and_the_fresh_page(
     with session_scope(forum) as s:
         lifecycle.remind_now(s, other, PRESIDING_HEAD, now=T0)  # a change that leaves the chair's actions possible
     r = post_action(client, forum, other, "return", version=shown, comment="Add the budget")
-    assert r.status_code == 409 and "changed since it was read" in text_of(r.text)
+    assert r.status_code == 409 and "Someone else changed proposal" in text_of(r.text)
     assert ">Add the budget</textarea>" in r.text  # kept, and the form now carries the version just shown
     assert f'name="expected_version" value="{shown + 1}"' in r.text
     r = client.post(f"/proposals/{other}/actions/return",
@@ -331,7 +332,7 @@ def test_a_mail_link_only_asks_to_confirm(client: TestClient, forum: Engine, lif
     with session_scope(forum) as s:
         assert events_of(s, pid)[-1].actor == "deshmukh"
     r = client.get(f"/proposals/{pid}/actions/endorse")  # the link again, after acting
-    assert r.status_code == 403 and "deshmukh has already decided (endorse) in this endorsement round" in text_of(r.text)
+    assert r.status_code == 403 and "You have already decided in this endorsement round (“Endorse for own region”)." in text_of(r.text)
     assert forms_of(r.text, pid) == []
     assert client.get(f"/proposals/{pid}/actions/approve").status_code == 409  # not in this state
     assert client.get(f"/proposals/{pid}/actions/nothing").status_code == 404
@@ -376,13 +377,13 @@ def test_new_proposal_in_one_of_my_groups(client: TestClient, forum: Engine, clo
                                             "body": "Line one\r\nLine two"})
     assert r.status_code == 422
     assert re.search(r'<input id="title" name="title" type="text" required maxlength="300" value="  " aria-invalid', r.text)
-    assert '<p class="error" id="title-error">must not be empty</p>' in r.text
+    assert '<p class="error" id="title-error">This must not be empty.</p>' in r.text
     assert ">Kept</textarea>" in r.text and ">Line one\nLine two</textarea>" in r.text
     assert '<option value="industry" selected>' in r.text
     r = client.post("/proposals/new", data={"csrf_token": token, "group": "", "title": "x" * 301, "body": "b"})
-    assert r.status_code == 422 and 'id="group-error"' in r.text and "at most 300 characters" in r.text
+    assert r.status_code == 422 and 'id="group-error"' in r.text and "At most 300 characters." in r.text
     r = client.post("/proposals/new", data={"csrf_token": token, "group": "trade", "title": "Not my group"})
-    assert r.status_code == 403 and "kuznetsov is not a member of working group trade" in text_of(r.text)
+    assert r.status_code == 403 and "You are not a member of the working group Trade and investment and may not propose there." in text_of(r.text)
     assert 'value="Not my group"' in r.text
     with session_scope(forum) as s:
         assert s.exec(select(Proposal)).all() == []
@@ -417,7 +418,7 @@ def test_edit_a_draft(client: TestClient, forum: Engine, lifecycle: Lifecycle, c
     assert "Nothing changed: the text is the same as the current version." in text_of(client.get(r.headers["location"]).text)
     assert load(forum, pid).text_version == 1
     r = client.post(f"/proposals/{pid}/edit", data=same | {"title": "", "body": "Kept body"})
-    assert r.status_code == 422 and '<p class="error" id="title-error">must not be empty</p>' in r.text
+    assert r.status_code == 422 and '<p class="error" id="title-error">This must not be empty.</p>' in r.text
     assert ">Kept body</textarea>" in r.text
     r = client.post(f"/proposals/{pid}/edit", data=same | {"body": "One\nTwo\nThree"})
     assert r.status_code == 303 and r.headers["location"] == f"/proposals/{pid}?done=edit"
@@ -427,7 +428,7 @@ def test_edit_a_draft(client: TestClient, forum: Engine, lifecycle: Lifecycle, c
     assert "The new text version was saved." in text_of(page) and "Version 2, written by 赵磊" in text_of(page)
     assert "Two<ins>\nThree</ins></div>" in section(page, "changes")
     r = client.post(f"/proposals/{pid}/edit", data=same | {"body": "Stale"})  # version 1 was shown
-    assert r.status_code == 409 and "changed since it was read" in text_of(r.text) and ">Stale</textarea>" in r.text
+    assert r.status_code == 409 and "Someone else changed proposal" in text_of(r.text) and ">Stale</textarea>" in r.text
     assert load(forum, pid).body == "One\nTwo\nThree"
 
 
@@ -435,13 +436,13 @@ def test_only_the_author_edits_and_only_a_draft(client: TestClient, forum: Engin
     pid = make_proposal(forum, lifecycle)
     as_member(client, forum, CHAIR, clock)
     r = client.get(f"/proposals/{pid}/edit")
-    assert r.status_code == 403 and f"kuznetsov may not edit proposal {pid}: only the author (zhao.lei) may" in text_of(r.text)
+    assert r.status_code == 403 and "Only the author (赵磊) may edit the text of this proposal." in text_of(r.text)
     r = client.post(f"/proposals/{pid}/edit", data={"csrf_token": csrf_of(r.text), "expected_version": "1", "title": "Mine"})
     assert r.status_code == 403 and load(forum, pid).title == "Joint agro-industrial park"
     submitted = make_proposal(forum, lifecycle, state="in_review")
     as_member(client, forum, AUTHOR, clock)
     r = client.get(f"/proposals/{submitted}/edit")
-    assert r.status_code == 409 and "only a draft" in text_of(r.text)
+    assert r.status_code == 409 and "Only a draft can be edited; this proposal is “In review by the working group”." in text_of(r.text)
 
 
 # ---------------------------------------------------------------------- remind those who have not acted
@@ -483,7 +484,7 @@ def test_remind_once_a_day_and_the_mail_reaches_those_who_must_act(
     assert f"/proposals/{pid}/remind" not in page
     version = str(load(forum, pid).version)
     r = client.post(f"/proposals/{pid}/remind", data={"csrf_token": csrf_of(page), "expected_version": version})
-    assert r.status_code == 409 and f"proposal {pid} was already reminded today by kuznetsov at 10:00 UTC" in text_of(r.text)
+    assert r.status_code == 409 and "Николай Кузнецов already sent a reminder on this proposal today (" in text_of(r.text)
     with session_scope(forum) as s:
         reminders = [e for e in events_of(s, pid) if e.action == "remind"]
     assert len(reminders) == 1
@@ -512,11 +513,11 @@ def test_remind_refusals(client: TestClient, forum: Engine, lifecycle: Lifecycle
     as_member(client, forum, AUTHOR, clock)
     page = client.get(f"/proposals/{pid}").text
     r = client.post(f"/proposals/{pid}/remind", data={"csrf_token": csrf_of(page), "expected_version": "3"})
-    assert r.status_code == 403 and f"zhao.lei may not send a reminder on proposal {pid}" in text_of(r.text)
+    assert r.status_code == 403 and "may send a reminder on this proposal." in text_of(r.text)
     as_member(client, forum, CHAIR, clock)
     page = client.get(f"/proposals/{pid}").text
     r = client.post(f"/proposals/{pid}/remind", data={"csrf_token": csrf_of(page), "expected_version": "2"})
-    assert r.status_code == 409 and "changed since it was read" in text_of(r.text)
+    assert r.status_code == 409 and "Someone else changed proposal" in text_of(r.text)
     in_review = make_proposal(forum, lifecycle, state="in_review")
     page = client.get(f"/proposals/{in_review}").text
     r = client.post(f"/proposals/{in_review}/remind", data={"csrf_token": csrf_of(page), "expected_version": "2"})
@@ -534,4 +535,63 @@ def test_the_page_in_russian_and_chinese(client: TestClient, forum: Engine, life
     assert "Хронология" in words and "Напомнить тем, кто ещё не принял решение" in words
     as_member(client, forum, "wang.jianguo", clock, lang="zh")
     words = text_of(client.get(f"/proposals/{pid}").text)
-    assert "您现在可以做的事" in words and "第 1 轮核准" in words and "时间线" in words and "俄罗斯" in words
+    assert "您现在可以做的事" in words and "第 1 轮认可" in words and "时间线" in words and "俄罗斯" in words
+
+
+@pytest.mark.parametrize(
+    ("lang", "actor", "action", "fields", "status", "message"),
+    [
+        ("ru", CHAIR, "return", {"comment": " "}, 422, "Для действия «Возврат на доработку» нужен комментарий."),
+        ("zh", CHAIR, "return", {"comment": " "}, 422, "“退回修改”需要填写评论。"),
+        ("ru", "sharma.anil", "withdraw", {}, 403,
+         "Действие «Отзыв» над этим предложением может выполнить только автор (赵磊)."),
+        ("zh", AUTHOR, "recommend", {}, 403,
+         "只有工作组“工业生产与农业”副组长（Сауле Нурланова，因提案由组长撰写）可以对本提案执行“推荐认可”。"),
+        ("ru", CHAIR, "approve", {}, 409,
+         "«Утверждение» невозможно, пока предложение на этапе «Рассмотрение в рабочей группе»."),
+    ],
+)
+def test_refusals_are_in_the_readers_language_with_names_not_handles_or_flags(
+    client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock,
+    lang: str, actor: str, action: str, fields: dict[str, str], status: int, message: str,
+) -> None:
+    if action == "recommend":  # the chair's own proposal: the deputy chair recommends it
+        pid = create_with_text(forum, lifecycle, "The chair's own", author=CHAIR, submit=True)
+    else:
+        pid = make_proposal(forum, lifecycle, state="in_review")
+    as_member(client, forum, actor, clock, lang)
+    r = post_action(client, forum, pid, action, **fields)
+    assert r.status_code == status
+    error = re.search(r'<p class="error" role="alert">(.*?)</p>', r.text, re.S)
+    assert error and text_of(error.group(1)) == message
+    for cli_word in ("--comment", "--percent", "kuznetsov", "zhao.lei", "'", "requires"):
+        assert cli_word not in error.group(1)
+    confirm = client.get(f"/proposals/{pid}/actions/{action}")  # the mail link's confirmation page says it too
+    if status != 422:
+        assert confirm.status_code == status and message in text_of(confirm.text)
+
+
+@pytest.mark.parametrize(
+    ("lang", "query", "message"),
+    [
+        ("ru", "state=bogus", "Этапа «bogus» нет."),
+        ("zh", "group=nowhere", "没有工作组“nowhere”。"),
+        ("ru", "page=7", "Страницы 7 нет: всего страниц в списке — 1."),
+        ("zh", "search=" + "+".join(["w"] * 11), "搜索内容最多 10 个词。"),
+    ],
+)
+def test_bad_list_filters_are_explained_in_the_readers_language(
+    client: TestClient, forum: Engine, clock: Clock, lang: str, query: str, message: str,
+) -> None:
+    as_member(client, forum, CHAIR, clock, lang)
+    r = client.get(f"/proposals?{query}")
+    assert r.status_code in (404, 422) and message in text_of(r.text)
+
+
+def test_form_problems_are_in_the_readers_language(client: TestClient, forum: Engine, clock: Clock) -> None:
+    as_member(client, forum, CHAIR, clock, "ru")
+    token = csrf_of(client.get("/proposals/new").text)
+    r = client.post("/proposals/new", data={"csrf_token": token, "group": "industry", "title": "x" * 301})
+    assert r.status_code == 422 and '<p class="error" id="title-error">Не больше 300 символов.</p>' in r.text
+    r = client.post("/proposals/new", data={"csrf_token": token, "group": "industry", "title": " "})
+    assert r.status_code == 422 and '<p class="error" id="title-error">Это поле не может быть пустым.</p>' in r.text

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from sqlmodel import Session
 
 from models.details import proposal_read
-from models.errors import ConflictError, ForumflowError, InvalidInputError, NotAllowedError, NotFoundError
-from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal
+from models.errors import PLAIN, ConflictError, ForumflowError, NotAllowedError, NotFoundError
+from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal, unknown_action
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
 from models.tables import Event, Proposal
 from models.texts import TextInfo, diff_view, proposal_create, text_edit, text_info, version_of, versions_of
@@ -125,7 +125,7 @@ def _refused(db: Session, state: WebState, exc: NotAllowedError, proposal_id: in
     p = find_proposal(db, proposal_id)
     allowed = state.runtime.lifecycle.allowed(db, p, now)
     return ApiProblem(
-        status_for(exc), str(exc),
+        status_for(exc), exc.for_reader(PLAIN),
         allowed_actions=[
             {"action": a.action, "label": a.label, "actors": a.actors, "comment_required": a.comment_required} for a in allowed
         ],
@@ -249,7 +249,7 @@ def create_proposal(
     try:
         p = state.runtime.lifecycle.create_proposal(session=db, proposal_in=data, now=now)
     except NotFoundError as exc:  # the body names a working group that does not exist: bad input, not a missing resource
-        raise ApiProblem(422, str(exc)) from None
+        raise ApiProblem(422, exc.for_reader(PLAIN)) from None
     response.headers["Location"] = f"{request.scope.get('root_path', '')}/proposals/{p.id}"
     response.headers["ETag"] = etag_of(p)
     log.info("proposal %s drafted by %s through the API", p.id, who.member.handle)
@@ -312,7 +312,7 @@ def _act(
     then, and its current text."""
     lifecycle = state.runtime.lifecycle
     if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
-        raise InvalidInputError(f"unknown action {action!r}; actions: {', '.join(lifecycle.actions)}")
+        raise unknown_action(action, lifecycle.actions)
     expected = _named_version(proposal_id, if_match)
     kept: list[Proposal] = []
     allowed: list[AllowedAction] = []

@@ -13,10 +13,10 @@ from starlette.responses import Response
 
 from models.auth import SignedIn, signed_in
 from models.db import session_scope
-from models.errors import ForumflowError
+from models.errors import ForumflowError, Said
 from web.deps import here, sign_in_redirect
 from web.errors import CsrfError, SignInRequiredError, extra_headers, problem, status_for
-from web.i18n import N_, Ui
+from web.i18n import N_, Ui, UiReader
 from web.security import SESSION_COOKIE
 from web.state import WebState
 
@@ -41,14 +41,16 @@ def _ui(request: Request, state: WebState, who: SignedIn | None) -> Ui:
 
 
 def error_page(
-    request: Request, status: int, message: str, headers: dict[str, str] | None = None, *, translate: bool = False,
+    request: Request, status: int, message: str | Said | ForumflowError, headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """The error page, in the reader's language (``translate``: ``message`` is a catalog message marked with N_)."""
+    """The error page, in the reader's language (a ``str`` is a catalog message marked with N_, or "")."""
     state: WebState = request.app.state.web
     who = _reader(request, state)
     ui = _ui(request, state, who)
-    if translate:
-        message = ui.gettext(message)
+    if isinstance(message, str):
+        message = ui.gettext(message) if message else ""
+    else:
+        message = UiReader.of(ui, state.runtime.definition).say(message)
     context = {
         "viewer": who, "csrf_token": who.session.csrf_token if who else "", "here": here(request),
         "status": status, "message": message,
@@ -68,10 +70,11 @@ def install_page_handlers(app: FastAPI) -> None:
         return RedirectResponse(target, status_code=303)
 
     async def csrf(request: Request, exc: Exception) -> Response:
-        return error_page(request, 403, N_("This form has expired. Go back, reload the page and try again."), translate=True)
+        return error_page(request, 403, N_("This form has expired. Go back, reload the page and try again."))
 
     async def domain(request: Request, exc: Exception) -> Response:
-        return error_page(request, status_for(exc), str(exc), extra_headers(exc))
+        assert isinstance(exc, ForumflowError)
+        return error_page(request, status_for(exc), exc, extra_headers(exc))
 
     async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

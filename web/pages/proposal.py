@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from models.details import endorsement_board, progress_reports, proposal_read, timeline
 from models.errors import ForumflowError, NotFoundError
 from models.lifecycle import EDIT, SYSTEM, Lifecycle, find_proposal
-from models.tables import GroupMembership, ProposalCreate, ProposalTextEdit, WorkingGroup
+from models.tables import EMPTY, HAS_NUL, GroupMembership, ProposalCreate, ProposalTextEdit, WorkingGroup
 from models.textdiff import FIELDS
 from models.texts import diff_view
 from notifications.render import region_label
@@ -238,8 +238,8 @@ def proposal_page(
 def _refused(page: Page, db: Session, now: dt.datetime, proposal_id: int, exc: ForumflowError, typed: Typed) -> Response:
     """The page again, after a refusal: the lifecycle's message, what was typed, the status of the refusal."""
     db.rollback()  # nothing of the refused request stays (a failed flush leaves the session needing it)
-    typed.error = str(exc)
-    return render_proposal(page, db, now, proposal_id, status=status_for(exc), typed=typed, error=str(exc))
+    typed.error = page.say(exc)
+    return render_proposal(page, db, now, proposal_id, status=status_for(exc), typed=typed, error=typed.error)
 
 
 def _bad_form(page: Page, db: Session, now: dt.datetime, proposal_id: int, message: str, typed: Typed) -> Response:
@@ -292,7 +292,7 @@ def confirm_action(page: MemberPage, db: DbSession, now: Now, proposal_id: int, 
     try:
         lifecycle.check(db, proposal_id, action, page.viewer.member.handle, now=now)
     except ForumflowError as exc:
-        problem, status = str(exc), status_for(exc)
+        problem, status = page.say(exc), status_for(exc)
     return page.render(
         "action_confirm.html", status=status, p=p, action=action, spec=spec, problem=problem, typed=Typed(action=action),
     )
@@ -314,13 +314,27 @@ def remind(page: MemberPage, db: DbSession, now: Now, proposal_id: int, expected
 
 
 # ---------------------------------------------------------------------- new and edit
-def _field_errors(exc: ValidationError) -> dict[str, str]:
-    """The input model's problems by field (the first one per field)."""
+def _field_errors(page: Page, exc: ValidationError) -> dict[str, str]:
+    """The input model's problems by field (the first one per field), in the reader's words."""
     out: dict[str, str] = {}
     for problem in exc.errors():
         where = str(problem["loc"][0]) if problem["loc"] else "title"
-        out.setdefault(where, str(problem["msg"]).removeprefix("Value error, "))
+        out.setdefault(where, _problem_text(page, problem))
     return out
+
+
+def _problem_text(page: Page, problem: Mapping[str, Any]) -> str:
+    """One problem of a form field, as the reader reads it."""
+    ctx = problem.get("ctx") or {}
+    kind = problem["type"]
+    error = str(ctx.get("error", ""))
+    if kind == "string_too_long":
+        return page.ui.gettext("At most %(n)s characters.") % {"n": ctx.get("max_length")}
+    if kind in ("string_too_short", "missing") or error == EMPTY:
+        return page.ui.gettext("This must not be empty.")
+    if error == HAS_NUL:
+        return page.ui.gettext("This must not contain a NUL character.")
+    return page.ui.gettext("This is not valid here.")
 
 
 def _my_groups(db: Session, handle: str) -> list[WorkingGroup]:
@@ -362,14 +376,14 @@ def new_proposal(
             {"group": group, "author": page.viewer.member.handle, "title": title, "summary": form.summary, "body": form.body}
         )
     except ValidationError as exc:
-        form.errors = _field_errors(exc) | form.errors
+        form.errors = _field_errors(page, exc) | form.errors
     if form.errors:
         return _new_form(page, db, form, 422)
     try:
         proposal = page.state.runtime.lifecycle.create_proposal(session=db, proposal_in=data, now=now)
     except ForumflowError as exc:
         db.rollback()
-        form.error = str(exc)
+        form.error = page.say(exc)
         return _new_form(page, db, form, status_for(exc))
     return page.redirect(f"/proposals/{proposal.id}?done=create")
 
@@ -382,7 +396,7 @@ def _edit_form(page: Page, db: Session, now: dt.datetime, proposal_id: int, form
         try:  # say at once when this member cannot edit it now (they still see the text)
             page.state.runtime.lifecycle.check_edit(db, proposal_id, page.viewer.member.handle if page.viewer else "", now=now)
         except ForumflowError as exc:
-            form.error, status = str(exc), status_for(exc)
+            form.error, status = page.say(exc), status_for(exc)
     return page.render("proposal_form.html", status=status, form=form, groups=[], p=p, field_labels=FIELD_LABELS)
 
 
@@ -410,7 +424,7 @@ def edit(
     try:
         text = ProposalTextEdit.model_validate({"title": title, "summary": form.summary, "body": form.body})
     except ValidationError as exc:
-        form.errors = _field_errors(exc)
+        form.errors = _field_errors(page, exc)
         return _edit_form(page, db, now, proposal_id, form, 422)
     try:
         event = page.state.runtime.lifecycle.edit(
@@ -418,6 +432,6 @@ def edit(
         )
     except ForumflowError as exc:
         db.rollback()
-        form.error = str(exc)
+        form.error = page.say(exc)
         return _edit_form(page, db, now, proposal_id, form, status_for(exc))
     return page.redirect(f"/proposals/{proposal_id}?done={'edit' if event is not None else 'unchanged'}")
