@@ -46,7 +46,8 @@ def test_create(client: TestClient, forum: Engine, author: dict[str, str]) -> No
 @pytest.mark.parametrize(
     ("payload", "status", "detail"),
     [
-        ({"group": "trade", "title": "Not my group"}, 403, "You are not a member of the working group trade and may not propose there."),
+        ({"group": "trade", "title": "Not my group"}, 403,
+         "You are not a member of the working group trade and may not propose there."),
         ({"group": "nowhere", "title": "x"}, 422, "There is no working group “nowhere”."),
         ({"group": "industry", "title": "   "}, 422, None),
         ({"group": "industry", "title": ""}, 422, None),
@@ -144,10 +145,13 @@ def test_refusal_names_the_lifecycles_reason_and_the_allowed_actions(
     pid = make_proposal(forum, lifecycle, state="in_review")
     refused = act(client, pid, "reject", author, comment="No")
     body = assert_problem(refused, 403)
-    assert body["detail"] == "Only the chair of the working group industry (kuznetsov) may take the action “reject” on this proposal."
+    assert body["detail"] == (
+        "Only the chair of the working group industry (kuznetsov) may take the action “reject” on this proposal."
+    )
     assert [a["action"] for a in body["allowed_actions"]] == ["recommend", "return", "reject", "withdraw"]
     assert body["allowed_actions"][0]["actors"] == ["kuznetsov"] and body["my_actions"] == ["withdraw"]
-    body = assert_problem(act(client, pid, "approve", author), 409, detail="“approve” is not possible while the proposal is “in_review”.")
+    not_now = "“approve” is not possible while the proposal is “in_review”."
+    body = assert_problem(act(client, pid, "approve", author), 409, detail=not_now)
     assert body["my_actions"] == ["withdraw"]
     assert_problem(act(client, pid, "consensus", author), 403, detail="Only the scheduled review takes the action “consensus”.")
     assert_problem(act(client, pid, "fly", author), 422, detail="There is no action “fly”.")
@@ -161,7 +165,8 @@ def test_comment_and_percent(client: TestClient, forum: Engine, lifecycle: Lifec
     r = act(client, pid, "return", chair, comment="Add the budget")
     assert r.status_code == 200 and r.json()["events"][0]["comment"] == "Add the budget"
     running = make_proposal(forum, lifecycle, state="implementing")
-    assert_problem(act(client, running, "report_progress", chair, comment="Site"), 422, detail="“report_progress” needs the progress: a whole number from 0 to 100.")
+    needs = "“report_progress” needs the progress: a whole number from 0 to 100."
+    assert_problem(act(client, running, "report_progress", chair, comment="Site"), 422, detail=needs)
     assert_problem(act(client, running, "report_progress", chair, percent=101), 422)
     assert_problem(act(client, running, "report_progress", chair, percent="half"), 422)
     assert_problem(act(client, running, "complete", chair, percent=10), 422, detail="“complete” takes no progress percent.")
@@ -169,7 +174,8 @@ def test_comment_and_percent(client: TestClient, forum: Engine, lifecycle: Lifec
     assert_problem(act(client, running, "complete", chair, note="unknown field"), 422)
     r = act(client, running, "report_progress", chair, percent=40, comment="Site chosen")
     assert r.status_code == 200 and r.json()["proposal"]["percent"] == 40
-    assert_problem(act(client, running, "report_progress", chair, percent=30), 422, detail="Progress cannot go back from 40% to 30%.")
+    back = "Progress cannot go back from 40% to 30%."
+    assert_problem(act(client, running, "report_progress", chair, percent=30), 422, detail=back)
 
 
 def test_endorsement_that_completes_consensus(client: TestClient, forum: Engine, lifecycle: Lifecycle) -> None:

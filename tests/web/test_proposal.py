@@ -332,7 +332,8 @@ def test_a_mail_link_only_asks_to_confirm(client: TestClient, forum: Engine, lif
     with session_scope(forum) as s:
         assert events_of(s, pid)[-1].actor == "deshmukh"
     r = client.get(f"/proposals/{pid}/actions/endorse")  # the link again, after acting
-    assert r.status_code == 403 and "You have already decided in this endorsement round (“Endorse for own region”)." in text_of(r.text)
+    assert r.status_code == 403
+    assert "You have already decided in this endorsement round (“Endorse for own region”)." in text_of(r.text)
     assert forms_of(r.text, pid) == []
     assert client.get(f"/proposals/{pid}/actions/approve").status_code == 409  # not in this state
     assert client.get(f"/proposals/{pid}/actions/nothing").status_code == 404
@@ -383,7 +384,8 @@ def test_new_proposal_in_one_of_my_groups(client: TestClient, forum: Engine, clo
     r = client.post("/proposals/new", data={"csrf_token": token, "group": "", "title": "x" * 301, "body": "b"})
     assert r.status_code == 422 and 'id="group-error"' in r.text and "At most 300 characters." in r.text
     r = client.post("/proposals/new", data={"csrf_token": token, "group": "trade", "title": "Not my group"})
-    assert r.status_code == 403 and "You are not a member of the working group Trade and investment and may not propose there." in text_of(r.text)
+    assert r.status_code == 403
+    assert "You are not a member of the working group Trade and investment and may not propose there." in text_of(r.text)
     assert 'value="Not my group"' in r.text
     with session_scope(forum) as s:
         assert s.exec(select(Proposal)).all() == []
@@ -442,7 +444,8 @@ def test_only_the_author_edits_and_only_a_draft(client: TestClient, forum: Engin
     submitted = make_proposal(forum, lifecycle, state="in_review")
     as_member(client, forum, AUTHOR, clock)
     r = client.get(f"/proposals/{submitted}/edit")
-    assert r.status_code == 409 and "Only a draft can be edited; this proposal is “In review by the working group”." in text_of(r.text)
+    assert r.status_code == 409
+    assert "Only a draft can be edited; this proposal is “In review by the working group”." in text_of(r.text)
 
 
 # ---------------------------------------------------------------------- remind those who have not acted
