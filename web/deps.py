@@ -31,7 +31,7 @@ from models.runtime import Runtime
 from models.tables import Member
 from models.tokens import LiveToken, live_token, note_use, use_is_new
 from web.errors import CsrfError, NotSignedInError, SignInRequiredError
-from web.i18n import Ui, UiReader
+from web.i18n import Ui, UiReader, group_names
 from web.routing import finish
 from web.security import (
     CSRF_COOKIE,
@@ -253,6 +253,11 @@ class Page:
         if self._new_csrf_cookie:
             set_cookie(response, CSRF_COOKIE, self.csrf_token, max_age=None, secure=self.secure)
         return response
+
+    @property
+    def group_names(self) -> dict[str, str]:
+        """Each working group's name in the reader's language, by key."""
+        return group_names(self.state.runtime.definition, self.ui.lang)
 
     def say(self, said: Said | ForumflowError) -> str:
         """A message or an error's message in this reader's language, with people's and groups' names."""

@@ -27,7 +27,7 @@ LANG_COOKIE = "forumflow_lang"
 # Each language's name in itself, for the switch.
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "zh": "中文"}
 
-__all__ = ["LANGUAGE_NAMES", "N_", "Labels", "Ui", "UiReader", "choose_language", "translations"]
+__all__ = ["LANGUAGE_NAMES", "N_", "Labels", "Ui", "UiReader", "choose_language", "group_names", "translations"]
 
 
 @functools.cache
@@ -123,6 +123,11 @@ class Ui:
         return label[:1].upper() + label[1:]
 
 
+def group_names(definition: ForumDefinition, lang: str) -> dict[str, str]:
+    """Each working group's name in ``lang``, by key, in the definition's order."""
+    return {g.key: g.name_in(lang) for g in definition.working_groups}
+
+
 @dataclass(frozen=True)
 class UiReader:
     """A reader of the pages, as ``models.errors.Said`` needs one: their language, people's names, groups' names."""
@@ -136,7 +141,7 @@ class UiReader:
         """The names as the forum's definition gives them (a handle no longer in it is shown as it is)."""
         return cls(
             ui, {m.handle: m.name for m in definition.members},
-            {g.key: g.name_in(ui.lang) for g in definition.working_groups},
+            group_names(definition, ui.lang),
         )
 
     def gettext(self, message: str) -> str:

@@ -22,13 +22,19 @@ from web.i18n import LANGUAGE_NAMES, Labels, Ui, translations
 _GETTEXT_NAMES = frozenset({"_", "gettext"})
 
 
-def groups_by_member(definition: ForumDefinition) -> dict[str, list[tuple[str, str]]]:
-    """Each member's working groups (as member, chair or deputy chair), as (key, name), for the navigation."""
+def groups_by_member(definition: ForumDefinition, lang: str) -> dict[str, list[tuple[str, str]]]:
+    """Each member's working groups (as member, chair or deputy chair), as (key, name in ``lang``), for the navigation."""
     found: dict[str, list[tuple[str, str]]] = {}
     for g in definition.working_groups:
         for handle in dict.fromkeys([g.chair, *([g.deputy_chair] if g.deputy_chair else []), *g.members]):
-            found.setdefault(handle, []).append((g.key, g.name))
+            found.setdefault(handle, []).append((g.key, g.name_in(lang)))
     return found
+
+
+def isolate(text: str) -> str:
+    """``text`` between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE: where no ``<bdi>`` can go (``<title>``), its
+    direction marks cannot turn the text after it around."""
+    return f"\u2068{text}\u2069"
 
 
 def translated_constants(tree: nodes.Template, catalog: NullTranslations) -> nodes.Template:
@@ -85,9 +91,8 @@ class Templates:
     """Renders ``web/templates`` for one forum."""
 
     def __init__(self, definition: ForumDefinition) -> None:
-        self.globals = {
-            "forum_name": definition.forum.name, "languages": LANGUAGE_NAMES, "member_groups": groups_by_member(definition),
-        }
+        self.definition = definition
+        self.globals = {"forum_name": definition.forum.name, "languages": LANGUAGE_NAMES}
         self.labels = Labels.of(definition)
         self._envs: dict[str, Environment] = {}
         self._lock = threading.Lock()
@@ -114,7 +119,8 @@ class Templates:
                 catalog = translations(lang)
                 env.catalog = catalog
                 env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
-                env.globals.update(self.globals)
+                env.globals.update(self.globals, member_groups=groups_by_member(self.definition, lang))
+                env.filters["isolate"] = isolate
                 self._envs[lang] = env
         return env
 

@@ -160,3 +160,39 @@ def test_forum_page_marks_the_term_in_force_and_translates(client: TestClient, f
     sign_in(client, forum, "wang.jianguo", clock.now)  # Chinese
     page = client.get("/forum").text
     assert "俄罗斯" in page and "现任轮值主席" in page and "没有轮值主席的日期" in page and "工作流程" in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "industry"), [("ru", "Промышленное производство и сельское хозяйство"), ("zh", "工业生产与农业")]
+)
+def test_working_groups_are_named_in_the_readers_language(
+    client: TestClient, forum: Engine, clock: Clock, definition: ForumDefinition, lang: str, industry: str,
+) -> None:
+    sign_in(client, forum, "kuznetsov", clock.now)
+    client.cookies.set(LANG_COOKIE, lang)
+    english = next(g.name for g in definition.working_groups if g.key == "industry")
+    for path in ("/", "/groups/industry", "/proposals/new", "/forum", "/proposals"):
+        page = html.unescape(client.get(path).text)
+        assert industry in page and english not in page, path
+    group_page = client.get("/groups/industry").text
+    assert f"<h1>{industry}</h1>" in group_page and f"<title>{industry} · " in group_page
+    options = re.findall(r'<option value="(\w+)"[^>]*>([^<]+)</option>', client.get("/proposals/new").text)
+    names = [name for _, name in options]
+    assert names == sorted(names) and ("industry", industry) in options
+
+
+def test_a_title_cannot_turn_the_text_after_it_around(
+    client: TestClient, forum: Engine, clock: Clock, lifecycle: Lifecycle,
+) -> None:
+    hostile = "\u202eevil title"  # RIGHT-TO-LEFT OVERRIDE, never closed
+    pid = make_proposal(forum, lifecycle, state="in_review", title=hostile)
+    sign_in(client, forum, "kuznetsov", clock.now)
+    client.cookies.set(LANG_COOKIE, "en")
+    for path in ("/", "/groups/industry", "/proposals", f"/proposals/{pid}", f"/proposals/{pid}/actions/return"):
+        page = client.get(path).text
+        shown = [m.start() for m in re.finditer(hostile, page)]
+        assert shown, path
+        for at in shown:  # each time the title is shown, it is isolated from what follows
+            before = page[max(0, at - 6):at]
+            assert before.endswith("<bdi>") or before.endswith("\u2068"), (path, before)
+            assert page[at + len(hostile):].startswith(("</bdi>", "\u2069")), path

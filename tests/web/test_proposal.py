@@ -229,7 +229,7 @@ def test_refusals_show_the_lifecycles_message_and_keep_the_input(
     assert message.format(pid=pid) in text_of(r.text)
     assert '<p class="error" role="alert">' in r.text
     if fields.get("comment", "").strip() and action in forms_of(r.text, pid):
-        assert f">{fields['comment']}</textarea>" in r.text  # what was typed is still there
+        assert f">\n{fields['comment']}</textarea>" in r.text  # what was typed is still there
     if "percent" in fields:
         assert f'value="{fields["percent"]}"' in r.text
     assert (load(forum, pid).version, event_count(forum, pid)) == before
@@ -254,7 +254,7 @@ def test_a_stale_form_is_refused_with_409_and_the_fresh_page(
         lifecycle.remind_now(s, other, PRESIDING_HEAD, now=T0)  # a change that leaves the chair's actions possible
     r = post_action(client, forum, other, "return", version=shown, comment="Add the budget")
     assert r.status_code == 409 and "Someone else changed proposal" in text_of(r.text)
-    assert ">Add the budget</textarea>" in r.text  # kept, and the form now carries the version just shown
+    assert ">\nAdd the budget</textarea>" in r.text  # kept, and the form now carries the version just shown
     assert f'name="expected_version" value="{shown + 1}"' in r.text
     r = client.post(f"/proposals/{other}/actions/return",
                     data={"csrf_token": csrf_of(r.text), "expected_version": str(shown + 1), "comment": "Add the budget"})
@@ -379,7 +379,7 @@ def test_new_proposal_in_one_of_my_groups(client: TestClient, forum: Engine, clo
     assert r.status_code == 422
     assert re.search(r'<input id="title" name="title" type="text" required maxlength="300" value="  " aria-invalid', r.text)
     assert '<p class="error" id="title-error">This must not be empty.</p>' in r.text
-    assert ">Kept</textarea>" in r.text and ">Line one\nLine two</textarea>" in r.text
+    assert ">\nKept</textarea>" in r.text and ">\nLine one\nLine two</textarea>" in r.text
     assert '<option value="industry" selected>' in r.text
     r = client.post("/proposals/new", data={"csrf_token": token, "group": "", "title": "x" * 301, "body": "b"})
     assert r.status_code == 422 and 'id="group-error"' in r.text and "At most 300 characters." in r.text
@@ -412,7 +412,7 @@ def test_edit_a_draft(client: TestClient, forum: Engine, lifecycle: Lifecycle, c
     assert pid is not None
     as_member(client, forum, AUTHOR, clock)
     form = client.get(f"/proposals/{pid}/edit").text
-    assert 'value="Agro park"' in form and ">One\nTwo</textarea>" in form and 'name="expected_version" value="1"' in form
+    assert 'value="Agro park"' in form and ">\nOne\nTwo</textarea>" in form and 'name="expected_version" value="1"' in form
     token = csrf_of(form)
     same = {"csrf_token": token, "expected_version": "1", "title": "Agro  park", "summary": "S", "body": "One\r\nTwo"}
     r = client.post(f"/proposals/{pid}/edit", data=same)  # the browser's CRLF and extra spaces change nothing
@@ -421,7 +421,7 @@ def test_edit_a_draft(client: TestClient, forum: Engine, lifecycle: Lifecycle, c
     assert load(forum, pid).text_version == 1
     r = client.post(f"/proposals/{pid}/edit", data=same | {"title": "", "body": "Kept body"})
     assert r.status_code == 422 and '<p class="error" id="title-error">This must not be empty.</p>' in r.text
-    assert ">Kept body</textarea>" in r.text
+    assert ">\nKept body</textarea>" in r.text
     r = client.post(f"/proposals/{pid}/edit", data=same | {"body": "One\nTwo\nThree"})
     assert r.status_code == 303 and r.headers["location"] == f"/proposals/{pid}?done=edit"
     p = load(forum, pid)
@@ -430,7 +430,7 @@ def test_edit_a_draft(client: TestClient, forum: Engine, lifecycle: Lifecycle, c
     assert "The new text version was saved." in text_of(page) and "Version 2, written by 赵磊" in text_of(page)
     assert "Two<ins>\nThree</ins></div>" in section(page, "changes")
     r = client.post(f"/proposals/{pid}/edit", data=same | {"body": "Stale"})  # version 1 was shown
-    assert r.status_code == 409 and "Someone else changed proposal" in text_of(r.text) and ">Stale</textarea>" in r.text
+    assert r.status_code == 409 and "Someone else changed proposal" in text_of(r.text) and ">\nStale</textarea>" in r.text
     assert load(forum, pid).body == "One\nTwo\nThree"
 
 
@@ -598,3 +598,31 @@ def test_form_problems_are_in_the_readers_language(client: TestClient, forum: En
     assert r.status_code == 422 and '<p class="error" id="title-error">Не больше 300 символов.</p>' in r.text
     r = client.post("/proposals/new", data={"csrf_token": token, "group": "industry", "title": " "})
     assert r.status_code == 422 and '<p class="error" id="title-error">Это поле не может быть пустым.</p>' in r.text
+
+
+def textarea_value(page: str, name: str) -> str:
+    """What a browser puts in the textarea ``name`` (its id): its text, less the one newline right after the tag (HTML)."""
+    match = re.search(rf'<textarea id="{name}"[^>]*>(.*?)</textarea>', page, re.S)
+    assert match, name
+    return html.unescape(match.group(1)).removeprefix("\n")
+
+
+def test_an_unchanged_form_is_sent_back_unchanged_even_starting_with_a_blank_line(
+    client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock,
+) -> None:
+    body, summary = "\n\nIndented start\n  and <b>markup</b> & more\n", "\nSummary after a blank line"
+    pid = create_with_text(forum, lifecycle, "Blank lines", summary=summary, body=body)
+    as_member(client, forum, AUTHOR, clock)
+    form = client.get(f"/proposals/{pid}/edit").text
+    assert (textarea_value(form, "body"), textarea_value(form, "summary")) == (body, summary)
+    sent = {"csrf_token": csrf_of(form), "expected_version": "1", "title": "Blank lines"}
+    shown = {"summary": textarea_value(form, "summary"), "body": textarea_value(form, "body")}
+    r = client.post(f"/proposals/{pid}/edit", data=sent | shown)
+    assert r.status_code == 303 and r.headers["location"] == f"/proposals/{pid}?done=unchanged"
+    assert load(forum, pid).text_version == 1
+    # A comment typed with a leading blank line and refused is given back as typed.
+    in_review = make_proposal(forum, lifecycle, state="in_review")
+    as_member(client, forum, CHAIR, clock)
+    stale = load(forum, in_review).version - 1
+    r = post_action(client, forum, in_review, "return", version=stale, comment="\nFirst line after a blank one")
+    assert r.status_code == 409 and textarea_value(r.text, "comment-return") == "\nFirst line after a blank one"

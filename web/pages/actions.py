@@ -17,5 +17,4 @@ def my_actions_page(page: MemberPage, db: DbSession, now: Now) -> Response:
     """The proposals where the signed-in member must act now, with the actions they may take."""
     assert page.viewer is not None
     items = my_actions(db, page.state.runtime.lifecycle, page.viewer.member.handle, now=now)
-    groups = page.state.runtime.definition.working_groups
-    return page.render("my_actions.html", items=items, group_names={g.key: g.name_in(page.ui.lang) for g in groups})
+    return page.render("my_actions.html", items=items, group_names=page.group_names)

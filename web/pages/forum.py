@@ -78,9 +78,10 @@ def forum_page(page: MemberPage, db: DbSession, now: Now) -> Response:
         for t in summary["presiding_terms"]
     ]
     gaps = [{"from": _day(g["from"], lang), "to": _day(g["to"], lang)} for g in summary["presiding_gaps"]]
+    group_names = page.group_names
     groups = [
         {
-            "key": g["key"], "name": g["name"], "chair": names.get(g["chair"], g["chair"]),
+            "key": g["key"], "name": group_names.get(g["key"], g["name"]), "chair": names.get(g["chair"], g["chair"]),
             "deputy": names.get(g["deputy_chair"], g["deputy_chair"]) if g["deputy_chair"] else "",
             "members": [names.get(h, h) for h in g["members"]],
         }

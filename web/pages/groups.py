@@ -30,7 +30,8 @@ def group_page(page: MemberPage, db: DbSession, now: Now, key: Annotated[str, Pa
         else ""
     )
     return page.render(
-        "group.html", overview=overview, names=member_names(db), role=role,
+        "group.html", overview=overview, group_name=page.group_names.get(key, overview.group.name), names=member_names(db),
+        role=role,
         filter_link="/proposals?" + urlencode({"group": overview.group.key}),
         percent=lambda n: format_percent(n / 100, locale=page.ui.lang),
     )

@@ -206,7 +206,7 @@ def render_proposal(
         done_message = page.ui.gettext(DONE_MESSAGES[done])
     elif done in lifecycle.actions:
         done_message = page.ui.gettext("Done: %(action)s.") % {"action": page.ui.action(done)}
-    groups = {g.key: g.name_in(page.ui.lang) for g in definition.working_groups}
+    groups = page.group_names
     return page.render(
         "proposal.html", status=status,
         # Text versions are numbered 1, 2, ... up to the current one (create writes 1, each edit the next).
@@ -352,7 +352,11 @@ def _new_form(page: Page, db: Session, form: TextForm, status: int = 200) -> Res
     groups = _my_groups(db, page.viewer.member.handle)
     if not form.group and len(groups) == 1:
         form.group = groups[0].key
-    return page.render("proposal_form.html", status=status, form=form, groups=groups, p=None, field_labels=FIELD_LABELS)
+    names = page.group_names
+    groups.sort(key=lambda g: names.get(g.key, g.name))
+    return page.render(
+        "proposal_form.html", status=status, form=form, groups=groups, group_names=names, p=None, field_labels=FIELD_LABELS,
+    )
 
 
 @router.get("/proposals/new")
@@ -397,7 +401,9 @@ def _edit_form(page: Page, db: Session, now: dt.datetime, proposal_id: int, form
             page.state.runtime.lifecycle.check_edit(db, proposal_id, page.viewer.member.handle if page.viewer else "", now=now)
         except ForumflowError as exc:
             form.error, status = page.say(exc), status_for(exc)
-    return page.render("proposal_form.html", status=status, form=form, groups=[], p=p, field_labels=FIELD_LABELS)
+    return page.render(
+        "proposal_form.html", status=status, form=form, groups=[], group_names={}, p=p, field_labels=FIELD_LABELS,
+    )
 
 
 @router.get("/proposals/{proposal_id:int}/edit")

@@ -64,7 +64,7 @@ class ShownRow:
 def shown_rows(page: Page, session: Session, rows: list[Proposal], now: dt.datetime) -> list[ShownRow]:
     """The rows as the reader sees them: labels in their language, deadlines in their zone, names of people."""
     runtime = page.state.runtime
-    groups = {g.key: g.name_in(page.ui.lang) for g in runtime.definition.working_groups}
+    groups = page.group_names
     names = member_names(session)
     base = page.state.settings.base_url
     shown = []
@@ -125,7 +125,7 @@ def proposals_page(
         "proposals.html",
         rows=shown_rows(page, db, result.rows, now), result=result, filters=filters, links=links,
         states=[(s, page.ui.state(s)) for s in runtime.lifecycle.workflow.state_names],
-        groups=[(g.key, g.name_in(page.ui.lang)) for g in runtime.definition.working_groups],
+        groups=list(page.group_names.items()),
         search_max=SEARCH_MAX, filtered=bool(query),
     )
 
