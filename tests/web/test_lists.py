@@ -86,7 +86,7 @@ def test_rows_link_to_the_proposal_and_mark_overdue(
     english(sign_in(client, forum, "deshmukh", clock.now))
     page = client.get("/proposals").text
     late = page.split(f'data-id="{seeded["late"]}"')[1].split("</tr>")[0]
-    assert f'<a href="/proposals/{seeded["late"]}">Cold chain terminal</a>' in late
+    assert f'<a href="/proposals/{seeded["late"]}"><bdi>Cold chain terminal</bdi></a>' in late
     assert "mark-overdue" in late and "In review by the working group" in late
     assert "赵磊" in late  # the author's name
     draft = page.split(f'data-id="{seeded["draft"]}"')[1].split("</tr>")[0]
