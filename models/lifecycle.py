@@ -635,6 +635,12 @@ class Lifecycle:
             # The decisions of the round in progress; none when the proposal is not in a round.
             in_round = proposal.state == self.workflow.endorsement.state
             decided = {row[-2]: row[-1] for row in rows if row[_ID] is None} if in_round else {}
+        # A stale version first: a request that lost a race to a later one is told so (not that its time is earlier).
+        if expected_version is not None and proposal.version != expected_version:
+            raise ConflictError(
+                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})",
+                Said(N_("Someone else changed proposal %(id)s since you read it. Reload it and try again."), id=proposal_id),
+            )
         now = utc(now)
         # Every event sets updated_at to the later of it and its own time: it is the newest event's time.
         if now < proposal.updated_at:
@@ -645,11 +651,6 @@ class Lifecycle:
                     N_("Proposal %(id)s has an event of %(newest)s, later than %(now)s: an action cannot be recorded before it."),
                     id=proposal_id, newest=Term("when", proposal.updated_at), now=Term("when", now),
                 ),
-            )
-        if expected_version is not None and proposal.version != expected_version:
-            raise ConflictError(
-                f"proposal {proposal_id} changed since it was read (version {proposal.version}, expected {expected_version})",
-                Said(N_("Someone else changed proposal %(id)s since you read it. Reload it and try again."), id=proposal_id),
             )
         forum = people(session, token, known=True)
         if actor not in forum.members:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from config import Settings
-from models import InvalidInputError, Lifecycle, NotFoundError, session_scope
+from models import ConflictError, InvalidInputError, Lifecycle, NotFoundError, session_scope
 from models.clock import check_recorded_at, newest_event_at
 from models.queries import proposal_view
 from models.review import sweep
@@ -60,6 +60,15 @@ def test_an_action_is_never_recorded_before_its_proposals_newest_event(forum: En
         "an action cannot be recorded before it"
     )
     assert load(forum, pid).state == "in_review"
+    # A request that read the proposal before a later one changed it, and arrives after it, lost a race: a conflict
+    # (reload and try again), not a complaint about its time.
+    read = load(forum, pid).version
+    with session_scope(forum) as s:
+        lifecycle.apply(s, pid, "return", CHAIR, comment="Later one", now=T0 + 2 * dt.timedelta(minutes=1))
+    with session_scope(forum) as s, pytest.raises(ConflictError, match="changed since it was read"):
+        lifecycle.apply(s, pid, "recommend", CHAIR, now=T0 + dt.timedelta(minutes=1), expected_version=read)
+    with session_scope(forum) as s:
+        lifecycle.apply(s, pid, "submit", AUTHOR, now=T0 + 3 * dt.timedelta(minutes=1))
     # Back-dated after its own newest event but before the other's: recorded at that moment, deadline from it.
     with session_scope(forum) as s:
         lifecycle.apply(s, pid, "recommend", CHAIR, now=T0 + DAY)
