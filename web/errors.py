@@ -49,10 +49,15 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
+NOT_SIGNED_IN = "sign in first"
+BAD_CSRF = "missing or wrong CSRF token (send the X-CSRF-Token header of your session)"
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="forumflow"'}
+
+
 class NotSignedInError(Exception):
     """The request needs a signed-in member and has none (API: 401)."""
 
-    def __init__(self, detail: str = "sign in first") -> None:
+    def __init__(self, detail: str = NOT_SIGNED_IN) -> None:
         super().__init__(detail)
 
 
@@ -125,14 +130,14 @@ def install_api_handlers(app: FastAPI) -> None:
         return problem(status_for(exc), exc.for_reader(PLAIN), headers=extra_headers(exc))
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
-        return problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="forumflow"'})
+        return problem(401, str(exc), headers=WWW_AUTHENTICATE)
 
     async def decided(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiProblem)
         return problem(exc.status, exc.detail, headers=exc.headers, **exc.extra)
 
     async def csrf(request: Request, exc: Exception) -> Response:
-        return problem(403, "missing or wrong CSRF token (send the X-CSRF-Token header of your session)")
+        return problem(403, BAD_CSRF)
 
     async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -141,6 +146,8 @@ def install_api_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return problem(400, "the body is not valid JSON", errors=errors)
         return problem(422, "the request is not valid", errors=errors)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -191,3 +198,43 @@ class UnexpectedErrors:
                     status_code=500, media_type="text/html",
                 )
             await response(scope, receive, tracking)
+
+
+# ---------------------------------------------------------------------- before the API reads a body
+def _json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class ApiGate:
+    """What the API refuses before reading a request's body (which FastAPI parses before any dependency runs).
+
+    An unsafe request with no credentials at all (no Bearer token, no session cookie) is answered 401, one with a
+    session but no ``X-CSRF-Token`` header 403, and one whose body is not declared as JSON 415. Whether the
+    credentials are valid is still for ``web.deps.api_member`` to say.
+    """
+
+    def __init__(self, app: ASGIApp, *, session_cookie: str, csrf_header: str, safe_methods: frozenset[str]) -> None:
+        self.app = app
+        self.session_cookie, self.csrf_header, self.safe_methods = session_cookie, csrf_header.encode(), safe_methods
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in self.safe_methods:
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", [])
+        values = {k.lower(): v.decode("latin-1") for k, v in headers}
+        refusal: Response | None = None
+        if not values.get(b"authorization", "")[:7].lower() == "bearer ":
+            cookies = Request(scope).cookies
+            if self.session_cookie not in cookies:
+                refusal = problem(401, NOT_SIGNED_IN, headers=WWW_AUTHENTICATE)
+            elif self.csrf_header not in values:
+                refusal = problem(403, BAD_CSRF)
+        has_body = values.get(b"content-length", "0") != "0" or b"transfer-encoding" in values
+        if refusal is None and has_body and not _json_type(values.get(b"content-type", "")):
+            refusal = problem(415, "send the body as JSON (Content-Type: application/json)")
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

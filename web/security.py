@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable
+from http import HTTPStatus
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +24,10 @@ CSRF_COOKIE = "forumflow_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# The largest request body taken, in bytes: the longest text (200,000 characters) sent as a form (up to 9 bytes a
+# character, percent-encoded UTF-8) or as JSON (up to 12, escaped surrogate pairs), with room. Larger ones are
+# refused (413) before anything reads them.
+MAX_BODY = 2_500_000
 
 # Scripts and styles only from the app itself: no inline script, no inline style, nothing from another host.
 CONTENT_SECURITY_POLICY = (
@@ -62,7 +67,8 @@ def _own_origin(scope: Scope) -> str:
 
 
 class SecurityMiddleware:
-    """Adds the security headers to every response and refuses cross-site unsafe requests (403)."""
+    """Adds the security headers to every response, refuses cross-site unsafe requests (403) and bodies over
+    ``MAX_BODY`` (413: by their ``Content-Length``, or while a chunked one is read)."""
 
     def __init__(self, app: ASGIApp, *, origin: str) -> None:
         self.app = app
@@ -84,26 +90,80 @@ class SecurityMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        if scope["method"] not in SAFE_METHODS and not is_bearer(scope.get("headers", [])):
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            if not same_origin(headers.get("origin"), headers.get("sec-fetch-site"), {self.origin, _own_origin(scope)}):
+        if scope["method"] not in SAFE_METHODS:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if not is_bearer(scope.get("headers", [])) and not same_origin(
+                headers.get("origin"), headers.get("sec-fetch-site"), {self.origin, _own_origin(scope)}
+            ):
                 log.warning("refused a cross-site %s %s from %s", scope["method"], path, headers.get("origin"))
                 await cross_site_refusal(path)(scope, receive, send_with_headers)
                 return
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                await too_large(path)(scope, receive, send_with_headers)
+                return
+            if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
+                body = await _read_at_most(receive, MAX_BODY)
+                if body is None:
+                    await too_large(path)(scope, receive, send_with_headers)
+                    return
+                receive = _replay(body)
         await self.app(scope, receive, send_with_headers)
+
+
+async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
+    """The request's whole body, or None as soon as it grows past ``limit`` bytes (the rest is never read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    """A ``receive`` that gives ``body`` once, then waits for the client to go (as the server's own would)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def cross_site_refusal(path: str) -> Response:
     """The answer to an unsafe request from another site: problem+json under the API, a short page elsewhere."""
-    detail = "This request came from another site and was refused."
+    return _refusal(path, 403, "This request came from another site and was refused.")
+
+
+def too_large(path: str) -> Response:
+    """The answer to a request whose body is over ``MAX_BODY``."""
+    return _refusal(path, 413, f"The request is too large: at most {MAX_BODY:,} bytes are taken.")
+
+
+def _refusal(path: str, status: int, detail: str) -> Response:
+    """A refusal before the app sees the request: problem+json under the API, a short page elsewhere."""
+    title = HTTPStatus(status).phrase
     if path.startswith("/api/"):
-        body = {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": detail}
-        return Response(json.dumps(body), status_code=403, media_type="application/problem+json")
+        body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        return Response(json.dumps(body), status_code=status, media_type="application/problem+json")
     page = (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Refused</title></head>"
-        f"<body><h1>Refused</h1><p>{detail}</p><p><a href=\"/\">Back to the app</a></p></body></html>"
+        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{detail}</p><p><a href=\"/\">Back to the app</a></p></body></html>"
     )
-    return Response(page, status_code=403, media_type="text/html")
+    return Response(page, status_code=status, media_type="text/html")
 
 
 def cookies_secure(request: Request, base_https: bool) -> bool:

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from models import session_scope
+from models import Lifecycle, session_scope
 from models.auth import WebSession
+from models.tables import BODY_MAX, Proposal
+from tests.web.api_support import API, assert_problem, bearer, token_for
 from tests.web.conftest import BASE, Clock, csrf_of, link_for, sign_in
 from web.app import create_app
-from web.security import CONTENT_SECURITY_POLICY, SESSION_COOKIE
+from web.security import CONTENT_SECURITY_POLICY, MAX_BODY, SESSION_COOKIE
 
 
 def signed_in(client: TestClient, forum: Engine, clock: Clock) -> str:
     """Sign in as kuznetsov; the session's CSRF token."""
     sign_in(client, forum, "kuznetsov", clock.now)
     return csrf_of(client.get("/").text)
+
+
+def proposal_count(forum: Engine) -> int:
+    """Proposals stored."""
+    with session_scope(forum) as s:
+        return len(s.exec(select(Proposal)).all())
 
 
 def still_signed_in(client: TestClient) -> bool:
@@ -168,3 +178,53 @@ def test_unexpected_error_is_a_bare_500(forum: Engine, web_runtime: object) -> N
     assert api.json() == {"type": "about:blank", "title": "Internal Server Error", "status": 500,
                           "detail": "an unexpected error occurred; it has been logged"}
     assert api.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+def _chunked(data: bytes, size: int = 65_536) -> Iterator[bytes]:
+    """``data`` as a body without Content-Length (sent chunked)."""
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def test_bodies_over_the_limit_are_refused_before_anything_reads_them(
+    client: TestClient, forum: Engine, clock: Clock, lifecycle: Lifecycle,
+) -> None:
+    headers = bearer(token_for(forum, "zhao.lei")) | {"Content-Type": "application/json"}
+    longest = json.dumps({"group": "industry", "title": "Longest", "body": "\U0001f600" * BODY_MAX})  # 12 bytes each
+    assert len(longest) <= MAX_BODY
+    r = client.post(f"{API}/proposals", headers=headers, content=longest)  # the longest text the API takes: not refused
+    assert r.status_code == 201, r.text[:200]
+    before = proposal_count(forum)
+    over = b'{"group": "industry", "title": "x", "body": "' + b"a" * MAX_BODY + b'"}'
+    assert_problem(client.post(f"{API}/proposals", headers=headers, content=over), 413, detail="too large")
+    assert_problem(client.post(f"{API}/proposals", headers=headers, content=_chunked(over)), 413, detail="too large")
+    small = json.dumps({"group": "industry", "title": "Sent in chunks"}).encode()
+    assert client.post(f"{API}/proposals", headers=headers, content=_chunked(small, 7)).status_code == 201
+    assert proposal_count(forum) == before + 1
+    token = signed_in(client, forum, clock)
+    page = client.post("/proposals/new", data={"csrf_token": token, "group": "industry", "title": "x", "body": "b" * MAX_BODY})
+    assert page.status_code == 413 and page.headers["content-type"].startswith("text/html")
+    assert proposal_count(forum) == before + 1
+
+
+def test_the_api_refuses_what_it_cannot_take_before_reading_the_body(client: TestClient, forum: Engine, clock: Clock) -> None:
+    url = f"{API}/proposals/1"
+    bad_json = {"Content-Type": "application/json", "If-Match": '"1-1"'}
+    # Nobody signed in: 401, whatever the body.
+    r = client.patch(url, headers=bad_json, content=b"{not json")
+    assert_problem(r, 401)
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert_problem(client.post(f"{API}/proposals", content=b"x" * 1000, headers={"Content-Type": "text/plain"}), 401)
+    # A session without its CSRF header: 403, before the (form) body is looked at.
+    signed_in(client, forum, clock)
+    form = client.post(f"{API}/proposals", data={"group": "industry", "title": "x"})
+    assert_problem(form, 403, detail="CSRF")
+    client.cookies.clear()
+    # A token: a body that is not declared as JSON is 415, one that is not JSON 400 (README), bad fields 422.
+    auth = bearer(token_for(forum, "zhao.lei"))
+    plain = client.post(f"{API}/proposals", headers=auth | {"Content-Type": "text/plain"}, content=b'{"title": "x"}')
+    assert_problem(plain, 415, detail="JSON")
+    assert_problem(client.post(f"{API}/proposals", headers=auth, data={"group": "industry", "title": "x"}), 415)
+    assert_problem(client.post(f"{API}/proposals", headers=auth | bad_json, content=b"{not json"), 400, detail="not valid JSON")
+    assert_problem(client.post(f"{API}/proposals", headers=auth, json={"group": "industry"}), 422)
+    assert proposal_count(forum) == 0

@@ -15,7 +15,8 @@ from fastapi.encoders import jsonable_encoder
 
 from web.api import forum, me, proposals
 from web.deps import API_SECURITY
-from web.errors import install_api_handlers, problem_responses
+from web.errors import ApiGate, install_api_handlers, problem_responses
+from web.security import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from web.state import WebState
 
 PREFIX = "/api/v1"
@@ -34,6 +35,7 @@ def create_api(state: WebState) -> FastAPI:
     )
     api.state.web = state
     install_api_handlers(api)
+    api.add_middleware(ApiGate, session_cookie=SESSION_COOKIE, csrf_header=CSRF_HEADER, safe_methods=SAFE_METHODS)
     api.include_router(me.router)
     api.include_router(proposals.router)
     api.include_router(forum.router)
