@@ -44,14 +44,17 @@ def _reported() -> Iterator[None]:
 def mail_sink(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Loopback address (default: FORUMFLOW_SMTP_HOST).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port (default: FORUMFLOW_SMTP_PORT).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (default: FORUMFLOW_SMTP_PORT).")
+    ] = None,
 ) -> None:
     """Run the local SMTP mail sink in the foreground; every message lands in the Maildir. Ctrl-C stops."""
     from cli.main import err, out, settings_of
     from notifications.sink import run_sink
 
     settings = settings_of(ctx)
-    host, port = host or settings.smtp_host, port or settings.smtp_port
+    host = host or settings.smtp_host
+    port = settings.smtp_port if port is None else port
     maildir = settings.maildir.resolve()
     err.print(f"mail sink on {host}:{port}, storing into {maildir}; Ctrl-C stops", markup=False, highlight=False)
 

@@ -51,13 +51,39 @@ def database_failure(settings: Settings, exc: SQLAlchemyError) -> DatabaseError:
 
 
 def _make_sqlite_folder(settings: Settings) -> None:
-    """An SQLite file's folder is created on first use (the default lives in the data dir)."""
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """An SQLite file's folder is created on first use (the default lives in the data dir); DatabaseError if it cannot be."""
+    folder: Path | None = settings.data_dir
+    if settings.database_url is not None:
+        url = make_url(settings.database_url) if "://" in settings.database_url else None
+        sqlite_file = url is not None and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
+        folder = Path(url.database).parent if sqlite_file and url is not None and url.database else None
+    if folder is None:
         return
-    url = make_url(settings.database_url) if "://" in settings.database_url else None
-    if url is not None and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder {folder} for the database: {exc.strerror or exc}") from None
+
+
+# The databases forumflow runs on, by SQLAlchemy's backend name.
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _check_url(settings: Settings) -> None:
+    """Refuse a URL of a database forumflow does not run on, or with an asynchronous driver, in one line."""
+    try:
+        url = make_url(settings.db_url)
+    except ArgumentError:
+        raise DatabaseError(f"database {shown_url(settings.db_url)}: not a database URL (e.g. postgresql://host/db)") from None
+    where = f"database {shown_url(settings.db_url)}"
+    if url.get_backend_name() not in BACKENDS:
+        raise DatabaseError(f"{where}: forumflow runs on SQLite (sqlite:///file) and PostgreSQL (postgresql://host/db)")
+    try:
+        is_async = url.get_dialect().is_async
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"{where}: {exc}") from None
+    if is_async:
+        raise DatabaseError(f"{where}: {url.drivername} is an asynchronous driver; use postgresql:// (psycopg) or sqlite://")
 
 
 def _has_members(conn: Connection) -> bool:
@@ -103,12 +129,15 @@ def _open(settings: Settings) -> tuple[ForumDefinition, Engine]:
 
     A URL that names no usable driver is one line.
     """
-    definition = load_definition(settings.forum_file, cache_dir=settings.data_dir)
+    _check_url(settings)
     _make_sqlite_folder(settings)
+    definition = load_definition(settings.forum_file, cache_dir=settings.data_dir)
     try:
         return definition, make_engine(settings.db_url)
     except SQLAlchemyError as exc:
         raise database_failure(settings, exc) from None
+    except ImportError as exc:  # the URL names a driver that is not installed
+        raise DatabaseError(f"database {shown_url(settings.db_url)}: its driver is not installed ({exc})") from None
 
 
 def _refuse(settings: Settings, engine: Engine, exc: SQLAlchemyError | SchemaError) -> NoReturn:

@@ -178,3 +178,29 @@ def test_a_data_dir_that_is_a_file_is_one_line(cli: Invoke, tmp_path: Path) -> N
     assert one_line_error(cli("--data-dir", str(afile), "list"), 2) == f"error: --data-dir: {afile} is a file, not a folder"
     line = one_line_error(cli("--data-dir", str(afile / "data"), "forum"), 2)
     assert line == f"error: --data-dir: {afile} is a file, not a folder"
+
+
+@pytest.mark.parametrize(
+    ("db", "message"),
+    [
+        ("mysql://root@127.0.0.1/test", "forumflow runs on SQLite (sqlite:///file) and PostgreSQL (postgresql://host/db)"),
+        ("postgresql+asyncpg://u@127.0.0.1/test", "postgresql+asyncpg is an asynchronous driver"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite is an asynchronous driver"),
+        ("postgresql+psycopg2://u@127.0.0.1/test", "its driver is not installed (No module named 'psycopg2')"),
+        ("postgresql+nodriver://u@127.0.0.1/test", "Can't load plugin"),
+        ("not a url", "not a database URL"),
+        ("sqlite:////proc/forumflow-cannot/x.db", "cannot create the folder /proc/forumflow-cannot for the database"),
+    ],
+)
+def test_a_database_it_cannot_use_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, message: str) -> None:
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", str(tmp_path / "data"))
+    r = CliRunner().invoke(app, ["--db", db, "list"], catch_exceptions=False)
+    assert message in one_line_error(Result(r.exit_code, r.stdout, r.stderr), 1)
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORUMFLOW_DATA_DIR", "/proc/forumflow-cannot")
+    monkeypatch.delenv("FORUMFLOW_DATABASE_URL", raising=False)
+    r = CliRunner().invoke(app, ["list"], catch_exceptions=False)
+    line = one_line_error(Result(r.exit_code, r.stdout, r.stderr), 1)
+    assert line == "error: cannot create the folder /proc/forumflow-cannot for the database: No such file or directory"

@@ -177,3 +177,9 @@ def test_the_status_options_name_every_delivery_status() -> None:
 
     assert STATUSES == [s.value for s in DeliveryStatus]
     assert RETRY_STATUSES == [DeliveryStatus.FAILED.value, DeliveryStatus.DEAD.value]
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1"])
+def test_mail_sink_refuses_a_port_that_cannot_be(cli: Invoke, port: str) -> None:
+    r = cli("mail-sink", "--port", port)
+    assert r.code == 2 and "Invalid value for '--port'" in r.stderr and "Traceback" not in r.stderr
