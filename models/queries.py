@@ -16,6 +16,7 @@ from models.db import unicode_lower
 from models.errors import N_, InvalidInputError, NotFoundError, Said
 from models.lifecycle import Lifecycle, events_of, find_proposal, presiding_region, utc
 from models.tables import (
+    MAX_PROPOSAL_ID,
     NUL,
     Event,
     GroupMembership,
@@ -156,11 +157,18 @@ def _where(lifecycle: Lifecycle, filters: ProposalFilters, now: dt.datetime) -> 
         conditions.append(col(Proposal.group) == filters.group)
     if filters.overdue:
         conditions += [col(Proposal.deadline) < now, col(Proposal.state).in_(lifecycle.open_states)]
-    for word in filters.words:
-        conditions.append(or_(*(
+    words = [
+        or_(*(
             unicode_lower(field).contains(word, autoescape=True)  # % and _ are literal characters here
             for field in (col(Proposal.title), col(Proposal.summary), col(Proposal.body))
-        )))
+        ))
+        for word in filters.words
+    ]
+    number = filters.text.removeprefix("#")
+    if number.isdecimal() and number.isascii() and 0 < int(number) <= MAX_PROPOSAL_ID:  # "12" or "#12": that one too
+        conditions.append(or_(col(Proposal.id) == int(number), and_(*words)))
+    elif words:
+        conditions.append(and_(*words))
     return conditions
 
 

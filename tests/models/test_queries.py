@@ -65,6 +65,15 @@ def test_words_in_any_case_and_script(
     assert found(forum, lifecycle, text=words) == sorted(texts[n] for n in names)
 
 
+def test_a_number_also_finds_the_proposal_with_that_id(forum: Engine, lifecycle: Lifecycle, texts: dict[str, int]) -> None:
+    zh = texts["zh"]
+    assert found(forum, lifecycle, text=f"#{zh}") == [zh]
+    assert zh in found(forum, lifecycle, text=str(zh))  # and the texts where that number is written
+    assert found(forum, lifecycle, text="100") == [texts["odd"]]  # no proposal 100: the word "100" still counts
+    assert found(forum, lifecycle, text=f"#{zh} cold") == []  # with other words, it is one word among them
+    assert found(forum, lifecycle, text="#99999999999999999999") == []  # beyond any id: a word, never an overflow
+
+
 def test_filters_alone_and_together(forum: Engine, lifecycle: Lifecycle, texts: dict[str, int]) -> None:
     assert found(forum, lifecycle, state="in_review") == [texts["zh"], texts["en"]]
     assert found(forum, lifecycle, group="tourism") == [texts["ru"]]

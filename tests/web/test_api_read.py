@@ -45,6 +45,9 @@ def test_list_filters(client: TestClient, forum: Engine, lifecycle: Lifecycle, a
     assert ids_of(client.get(f"{API}/proposals", params={"q": f"#{trade}"}, headers=auth)) == [trade]
     assert ids_of(client.get(f"{API}/proposals", params={"q": "100%"}, headers=auth)) == []  # % is a character, not a wildcard
     assert ids_of(client.get(f"{API}/proposals", params={"q": "agro", "group": "trade"}, headers=auth)) == []
+    # Each word anywhere, in any order (as on the pages and the command line), not the words as one phrase.
+    assert ids_of(client.get(f"{API}/proposals", params={"q": "REVIEW late"}, headers=auth)) == [late]
+    assert ids_of(client.get(f"{API}/proposals", params={"q": str(trade)}, headers=auth)) == [trade]
     item = client.get(f"{API}/proposals?state=in_review", headers=auth).json()["items"][1]
     assert item["overdue"] is True and item["etag"] == f'"{late}-{item["version"]}"'
     assert item["url"] == f"http://testserver/proposals/{late}"
@@ -76,8 +79,8 @@ def test_paging(client: TestClient, forum: Engine, lifecycle: Lifecycle, auth: d
 @pytest.mark.parametrize(
     ("query", "where"),
     [
-        ("state=nonsense", "unknown state"),
-        ("group=nonsense", "unknown working group"),
+        ("state=nonsense", "There is no state “nonsense”."),
+        ("group=nonsense", "There is no working group “nonsense”."),
         ("limit=0", None),
         ("limit=101", None),
         ("offset=-1", None),
@@ -86,6 +89,7 @@ def test_paging(client: TestClient, forum: Engine, lifecycle: Lifecycle, auth: d
         ("overdue=maybe", None),
         ("q=a%00b", "NUL"),
         (f"q={'x' * 201}", None),
+        ("q=" + "+".join(["word"] * 11), "Search for at most 10 words."),  # as the pages and the command line
         ("state=in_review%00", None),
     ],
 )
