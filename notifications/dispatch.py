@@ -154,7 +154,11 @@ def _run_async(coro: Coroutine[Any, Any, SendReport]) -> SendReport:
 
 
 def dispatch_once(engine: Engine, settings: Settings, lifecycle: Lifecycle, *, now: dt.datetime) -> DispatchReport:
-    """Plan deliveries for new events (own transaction), then send what is due; refuses a ``now`` before the newest event."""
+    """Plan deliveries for new events (own transaction), then send what is due; refuses a ``now`` before the newest event.
+
+    Settings that cannot send (a missing CA file, no host) are refused first: nothing is planned then.
+    """
+    SmtpConfig.from_settings(settings)
     now = check_run_time(engine, now, run="dispatch")
     with session_scope(engine) as session:
         planned = plan_deliveries(session, lifecycle, now=now)

@@ -152,6 +152,8 @@ class SmtpConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
         """Read and check the SMTP settings (the From address and the CA file are checked)."""
+        if not settings.smtp_host.strip():
+            raise InvalidInputError("FORUMFLOW_SMTP_HOST: must not be empty (the mail server's name or address)")
         ca_file = settings.smtp_ca_file
         if ca_file is not None and not ca_file.is_file():
             raise InvalidInputError(f"FORUMFLOW_SMTP_CA_FILE: no such file {str(ca_file)!r}")

@@ -191,3 +191,7 @@ def test_a_missing_ca_file_is_refused_in_one_line(db: Engine, lifecycle: Lifecyc
 
     with pytest.raises(InvalidInputError, match="FORUMFLOW_SMTP_CA_FILE: no such file"):
         dispatch_once(db, settings, lifecycle, now=T0)
+    assert deliveries(db) == []  # refused before planning: nothing was written
+    with pytest.raises(InvalidInputError, match="FORUMFLOW_SMTP_HOST: must not be empty"):
+        dispatch_once(db, settings.model_copy(update={"smtp_ca_file": None, "smtp_host": " "}), lifecycle, now=T0)
+    assert deliveries(db) == []
