@@ -78,8 +78,8 @@ def test_body_that_is_not_json(client: TestClient, forum: Engine, author: dict[s
 def test_writes_need_if_match(client: TestClient, forum: Engine, lifecycle: Lifecycle, author: dict[str, str]) -> None:
     pid = make_proposal(forum, lifecycle)
     url = f"{API}/proposals/{pid}/actions/submit"
-    assert_problem(client.post(url, headers=author), 428, detail="If-Match")
-    assert_problem(client.post(url, headers=author | {"If-Match": "*"}), 428)
+    assert_problem(client.post(url, headers=author), 428, detail="send If-Match with the ETag")
+    assert_problem(client.post(url, headers=author | {"If-Match": "*"}), 428, detail="If-Match: * matches any version")
     assert_problem(client.patch(f"{API}/proposals/{pid}", headers=author, json={"title": "New"}), 428)
     assert_problem(client.post(url, headers=author | {"If-Match": f'"{pid}-7"'}), 412, detail="If-Match names version 7")
     assert_problem(client.post(url, headers=author | {"If-Match": f'W/"{pid}-1"'}), 412)  # weak tags never match

@@ -100,8 +100,9 @@ def _matching(db: Session, proposal_id: int, if_match: str | None) -> Proposal:
     p = find_proposal(db, proposal_id)
     tags = _tags(if_match or "")
     if not tags or "*" in tags:
+        given = "If-Match: * matches any version; name" if tags else "send If-Match with"
         raise ApiProblem(
-            428, f"send If-Match with the ETag of the version of proposal {proposal_id} you read (GET it first): "
+            428, f"{given} the ETag of the version of proposal {proposal_id} you read (GET it first): "
             "writes never overwrite a change you have not seen",
         )
     if etag_of(p) not in tags:
