@@ -38,6 +38,7 @@ from models.errors import (
 )
 from models.roster import People, people, token_column
 from models.tables import (
+    COMMENT_MAX,
     MAX_PROPOSAL_ID,
     NUL,
     EndorsementDecision,
@@ -782,6 +783,11 @@ class Lifecycle:
         if NUL in comment:
             raise InvalidInputError(
                 "comment must not contain a NUL character", Said(N_("The comment must not contain a NUL character."))
+            )
+        if len(comment) > COMMENT_MAX:
+            raise InvalidInputError(
+                f"comment: at most {COMMENT_MAX} characters (this one has {len(comment)})",
+                Said(N_("The comment may have at most %(n)s characters."), n=COMMENT_MAX),
             )
         if spec.comment_required and not comment:
             raise InvalidInputError(

@@ -76,6 +76,7 @@ class PresidingTerm(SQLModel, table=True):
 
 # Limits of a proposal's text, checked by the input models below (every interface builds one).
 TITLE_MAX, SUMMARY_MAX, BODY_MAX = 300, 2000, 200_000
+COMMENT_MAX = 20_000  # characters of an action's comment
 
 
 NUL = "\x00"

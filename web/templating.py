@@ -16,6 +16,7 @@ from babel.support import NullTranslations
 from jinja2 import Environment, PackageLoader, StrictUndefined, nodes, select_autoescape
 
 from config.definition import ForumDefinition
+from models.tables import COMMENT_MAX
 from web.i18n import LANGUAGE_NAMES, Labels, Ui, translations
 
 # The names a template calls to translate one message, as the i18n extension installs them (newstyle).
@@ -92,7 +93,7 @@ class Templates:
 
     def __init__(self, definition: ForumDefinition) -> None:
         self.definition = definition
-        self.globals = {"forum_name": definition.forum.name, "languages": LANGUAGE_NAMES}
+        self.globals = {"forum_name": definition.forum.name, "languages": LANGUAGE_NAMES, "comment_max": COMMENT_MAX}
         self.labels = Labels.of(definition)
         self._envs: dict[str, Environment] = {}
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from models.tables import COMMENT_MAX
 from tests.cli.conftest import Invoke, Result
 from tests.conftest import postgres_schema
 from tests.factories import ONE_HEAD_PER_STATE
@@ -204,3 +205,14 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(monkeypatch: pytest.MonkeyPa
     r = CliRunner().invoke(app, ["list"], catch_exceptions=False)
     line = one_line_error(Result(r.exit_code, r.stdout, r.stderr), 1)
     assert line == "error: cannot create the folder /proc/forumflow-cannot for the database: No such file or directory"
+
+
+def test_a_comment_over_the_limit_is_refused_as_the_api_refuses_it(cli: Invoke) -> None:
+    ok(cli("init"))
+    pid = ok(cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", "Agro park")).strip()
+    ok(cli("act", pid, "submit", "--as", "zhao.lei"))
+    before = view(cli, pid)
+    line = one_line_error(cli("act", pid, "return", "--as", "kuznetsov", "--comment", "x" * (COMMENT_MAX + 1)), 2)
+    assert line == f"error: comment: at most {COMMENT_MAX} characters (this one has {COMMENT_MAX + 1})"
+    assert view(cli, pid) == before
+    ok(cli("act", pid, "return", "--as", "kuznetsov", "--comment", "x" * COMMENT_MAX))

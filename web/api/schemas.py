@@ -10,10 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from models.inbox import ActionItem
-from models.tables import BODY_MAX, SUMMARY_MAX, TITLE_MAX, Event, Proposal, ProposalText
+from models.tables import BODY_MAX, COMMENT_MAX, SUMMARY_MAX, TITLE_MAX, Event, Proposal, ProposalText
 
-# Longest comment taken with an action (a page of text); the model adds no limit of its own.
-COMMENT_MAX = 20_000
 # What the models refuse in any text (documented here so clients know): NUL characters; a title also needs
 # something besides spaces and control characters.
 NO_NUL = r"^[^\x00]*$"
