@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from models.lifecycle import AllowedAction, Lifecycle, proposals_in, utc
+from models.lifecycle import AllowedAction, Lifecycle, past_deadline, proposals_in, utc
 from models.review import PROGRESS_DUE, REMIND, plan
 from models.tables import Proposal
 
@@ -17,13 +17,19 @@ DEFAULT_SOON = dt.timedelta(days=2)
 
 @dataclass(frozen=True)
 class ActionItem:
-    """A proposal waiting on the member, the actions they may take on it, and how urgent it is."""
+    """A proposal waiting on the member, the actions they may take on it, and how urgent it is.
+
+    ``deadline`` is the state's (the proposal's own deadline, as every list shows it) or, for a measure being
+    implemented, when its next progress report is due (``report``). ``overdue``: that moment has passed, in the
+    same sense as the lists' ``overdue`` filter (strictly after it).
+    """
 
     proposal: Proposal
     actions: list[AllowedAction]
     deadline: dt.datetime | None
     overdue: bool
     closing_soon: bool
+    report: bool = False
 
 
 def _urgency(lifecycle: Lifecycle, proposal: Proposal, now: dt.datetime) -> tuple[dt.datetime | None, bool, bool]:
@@ -36,7 +42,7 @@ def _urgency(lifecycle: Lifecycle, proposal: Proposal, now: dt.datetime) -> tupl
         return None, False, False
     nudges = [s.at for s in todo.steps if s.kind in (REMIND, PROGRESS_DUE) and s.at <= todo.deadline]
     soon_from = max(nudges) if nudges else todo.deadline - DEFAULT_SOON
-    overdue = now >= todo.deadline
+    overdue = past_deadline(todo.deadline, now)
     return todo.deadline, overdue, not overdue and now >= soon_from
 
 
@@ -46,7 +52,7 @@ def my_actions(session: Session, lifecycle: Lifecycle, handle: str, *, now: dt.d
     items = []
     for p, mine in lifecycle.waiting_on(session, proposals_in(session, lifecycle.open_states), handle, now):
         deadline, overdue, soon = _urgency(lifecycle, p, now)
-        items.append(ActionItem(p, mine, deadline, overdue, soon))
+        items.append(ActionItem(p, mine, deadline, overdue, soon, report=p.state == lifecycle.workflow.progress.state))
     far = dt.datetime.max.replace(tzinfo=dt.UTC)
     items.sort(key=lambda i: (i.deadline or far, i.proposal.id or 0))
     return items

@@ -246,6 +246,11 @@ class _Context:
         }
 
 
+def past_deadline(deadline: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether ``deadline`` has passed at ``now`` (strictly after it): what every "overdue" means."""
+    return deadline is not None and deadline < now
+
+
 def proposal_not_found(proposal_id: int) -> NotFoundError:
     """The error of a proposal that does not exist."""
     return NotFoundError(f"proposal {proposal_id} not found", Said(N_("Proposal %(id)s was not found."), id=proposal_id))

@@ -14,7 +14,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from models.db import unicode_lower
 from models.errors import N_, InvalidInputError, NotFoundError, Said
-from models.lifecycle import Lifecycle, events_of, find_proposal, presiding_region, utc
+from models.lifecycle import Lifecycle, events_of, find_proposal, past_deadline, presiding_region, utc
 from models.tables import (
     MAX_PROPOSAL_ID,
     NUL,
@@ -48,7 +48,7 @@ def proposal_row(p: Proposal, now: dt.datetime) -> dict[str, Any]:
         "round": p.round,
         "percent": p.percent,
         "deadline": _iso(p.deadline),
-        "overdue": bool(p.deadline and p.deadline < now),
+        "overdue": past_deadline(p.deadline, now),
         "state_entered_at": _iso(p.state_entered_at),
         "presiding_region": p.presiding_region,
         "created_at": _iso(p.created_at),
@@ -253,7 +253,7 @@ def proposal_page(
 
 def is_overdue(lifecycle: Lifecycle, proposal: Proposal, now: dt.datetime) -> bool:
     """Open and past its deadline (what the ``overdue`` filter lets through)."""
-    return bool(proposal.deadline and proposal.deadline < utc(now) and proposal.state in lifecycle.open_states)
+    return past_deadline(proposal.deadline, utc(now)) and proposal.state in lifecycle.open_states
 
 
 def list_proposals(

@@ -13,6 +13,7 @@ from models import Lifecycle, session_scope
 from notifications.render import format_when
 from tests.factories import T0, make_proposal
 from tests.web.conftest import Clock, sign_in
+from web.i18n import LANG_COOKIE
 
 DAY = dt.timedelta(days=1)
 
@@ -57,6 +58,7 @@ def test_chair_sees_what_waits_on_them_by_deadline(
     assert by["calm"]["deadline"] == (T0 + 30 * DAY).isoformat().replace("+00:00", "Z")
     assert by["progress"]["deadline"] == (T0 + 10 * DAY).isoformat().replace("+00:00", "Z")  # the next progress report
     assert by["draft"]["deadline"] is None
+    assert (by["progress"]["deadline_of"], by["calm"]["deadline_of"]) == ("progress_report", "state")
     assert [a["action"] for a in by["calm"]["actions"]] == ["recommend", "return", "reject"]  # type: ignore[union-attr]
     assert [a["action"] for a in by["progress"]["actions"]] == ["report_progress", "complete"]  # type: ignore[union-attr]
     assert [a["action"] for a in by["draft"]["actions"]] == ["submit", "withdraw", "edit"]  # type: ignore[union-attr]
@@ -72,6 +74,27 @@ def test_chair_sees_what_waits_on_them_by_deadline(
     when = format_when(T0 + 30 * DAY, "ru", ZoneInfo("Asia/Yekaterinburg"))
     assert when in cards[3] and "14:00" in when and "Екатеринбург" in when  # his zone, named
     assert "Рекомендация к одобрению" in cards[3] and "Без срока" in cards[4]
+    assert "Отчёт о ходе реализации ожидается:" in cards[2] and "Срок:" not in cards[2]
+
+
+def test_overdue_means_the_same_on_every_page(client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock) -> None:
+    # Reviews whose 30-day deadline is exactly now (not overdue yet) and a minute ago (overdue), and a measure whose
+    # progress report is late: the last is "report overdue", never "overdue", which the lists' filter does not show.
+    on_time = make_proposal(forum, lifecycle, state="in_review", now=T0 - 30 * DAY, title="Due this very minute")
+    late = make_proposal(forum, lifecycle, state="in_review", now=T0 - 30 * DAY - dt.timedelta(minutes=1), title="Late")
+    measure = make_proposal(forum, lifecycle, state="implementing", now=T0 - 100 * DAY, title="Measure")
+    sign_in(client, forum, "kuznetsov", clock.now)
+    client.cookies.set(LANG_COOKIE, "en")
+    items = {i["proposal_id"]: i for i in api_items(client)}
+    assert (items[on_time]["overdue"], items[late]["overdue"], items[measure]["overdue"]) == (False, True, True)
+    assert items[measure]["deadline_of"] == "progress_report"
+    listed = [int(n) for n in re.findall(r'<a href="/proposals/(\d+)">', client.get("/proposals?overdue=1").text)]
+    assert listed == [late]
+    cards = {int(re.search(r'href="/proposals/(\d+)"', c).group(1)): c for c in client.get("/").text.split('<li class="item')[1:]}  # type: ignore[union-attr]
+    assert ">Overdue<" in cards[late] and "Overdue" not in cards[on_time]
+    assert ">Report overdue<" in cards[measure] and ">Overdue<" not in cards[measure]
+    assert "mark-overdue" not in client.get(f"/proposals/{on_time}").text
+    assert "mark-overdue" in client.get(f"/proposals/{late}").text
 
 
 def test_heads_of_a_state_that_endorsed_have_nothing_left(

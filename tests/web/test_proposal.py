@@ -103,8 +103,9 @@ def test_in_review_the_chair_has_the_buttons_and_others_none(
     as_member(client, forum, CHAIR, clock)
     page = client.get(f"/proposals/{pid}").text
     assert forms_of(page, pid) == ["recommend", "return", "reject"]
-    assert re.search(r'<textarea id="comment-return" name="comment" rows="3" maxlength="20000" required', page)  # return needs a comment
-    assert re.search(r'<textarea id="comment-recommend" name="comment" rows="3" maxlength="20000">', page)  # recommend accepts one
+    # return needs a comment, recommend accepts one
+    assert re.search(r'<textarea id="comment-return" name="comment" rows="3" maxlength="20000" required', page)
+    assert re.search(r'<textarea id="comment-recommend" name="comment" rows="3" maxlength="20000">', page)
     assert "/edit" not in page  # the chair does not edit the author's text
     assert "Nobody else must act on this proposal now." in text_of(page)  # the chair is the one to act
     for handle in (AUTHOR, "sharma.anil", PRESIDING_HEAD):

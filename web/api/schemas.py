@@ -42,7 +42,10 @@ class ActionItemOut(BaseModel):
     state: str
     version: int = Field(description="The proposal's version (for If-Match on writes).")
     deadline: dt.datetime | None = Field(description="When the member's step is due (UTC), if it has a deadline.")
-    overdue: bool
+    deadline_of: Literal["state", "progress_report"] = Field(
+        description="What the deadline is: the state's, or the next progress report of a measure being implemented.",
+    )
+    overdue: bool = Field(description="The deadline has passed (as the list's overdue filter says of the state's).")
     closing_soon: bool
     actions: list[ActionOut]
     url: str = Field(description="The proposal's page in the web app.")
@@ -54,6 +57,7 @@ class ActionItemOut(BaseModel):
         assert p.id is not None
         return cls(
             proposal_id=p.id, title=p.title, group=p.group, state=p.state, version=p.version, deadline=item.deadline,
+            deadline_of="progress_report" if item.report else "state",
             overdue=item.overdue, closing_soon=item.closing_soon, url=f"{base_url}/proposals/{p.id}",
             actions=[ActionOut(action=a.action, label=a.label, comment_required=a.comment_required) for a in item.actions],
         )

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from models.details import endorsement_board, progress_reports, proposal_read, timeline
 from models.errors import ForumflowError, NotFoundError
 from models.lifecycle import EDIT, SYSTEM, Lifecycle, find_proposal
+from models.queries import is_overdue
 from models.tables import EMPTY, HAS_NUL, GroupMembership, ProposalCreate, ProposalTextEdit, WorkingGroup
 from models.textdiff import FIELDS
 from models.texts import diff_view
@@ -219,7 +220,7 @@ def render_proposal(
         progress_state=lifecycle.workflow.progress.state, reports=reports,
         timeline=_timeline(page, lifecycle, db, proposal_id, names),
         typed=typed or Typed(), error=error, done=done_message, final=p.state in lifecycle.final_states,
-        overdue=p.deadline is not None and p.deadline <= now,
+        overdue=is_overdue(lifecycle, p, now),
     )
 
 
