@@ -627,3 +627,23 @@ def test_an_unchanged_form_is_sent_back_unchanged_even_starting_with_a_blank_lin
     stale = load(forum, in_review).version - 1
     r = post_action(client, forum, in_review, "return", version=stale, comment="\nFirst line after a blank one")
     assert r.status_code == 409 and textarea_value(r.text, "comment-return") == "\nFirst line after a blank one"
+
+
+def test_a_comment_whose_action_went_away_meanwhile_is_not_lost(
+    client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock,
+) -> None:
+    pid = make_proposal(forum, lifecycle, state="in_review")
+    as_member(client, forum, CHAIR, clock, "ru")
+    shown = load(forum, pid).version
+    with session_scope(forum) as s:  # while the chair types, the author withdraws the proposal
+        lifecycle.apply(s, pid, "withdraw", AUTHOR, now=T0 + dt.timedelta(minutes=1))
+    clock.advance(minutes=2)
+    typed = "Верните с бюджетом <b>и сроками</b>,\nпожалуйста."
+    r = post_action(client, forum, pid, "return", version=shown, comment=typed)
+    assert r.status_code == 409 and "return" not in forms_of(r.text, pid)
+    assert "Ваш комментарий не отправлен" in text_of(r.text)
+    assert textarea_value(r.text, "unsent-comment") == typed
+    # A refusal that keeps the form shows the comment in it, not twice.
+    other = make_proposal(forum, lifecycle, state="in_review")
+    r = post_action(client, forum, other, "return", version=load(forum, other).version - 1, comment="Stale")
+    assert r.status_code == 409 and "unsent-comment" not in r.text and textarea_value(r.text, "comment-return") == "Stale"

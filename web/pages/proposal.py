@@ -220,6 +220,9 @@ def render_proposal(
         progress_state=lifecycle.workflow.progress.state, reports=reports,
         timeline=_timeline(page, lifecycle, db, proposal_id, names),
         typed=typed or Typed(), error=error, done=done_message, final=p.state in lifecycle.final_states,
+        # A refused comment whose action is no longer offered (someone else acted meanwhile) has no form to go back
+        # into: it is shown by itself, so it is not lost.
+        unsent=bool(typed and typed.comment.strip() and typed.action not in {a.action for a in mine}),
         overdue=is_overdue(lifecycle, p, now),
     )
 
