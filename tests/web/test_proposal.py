@@ -647,3 +647,24 @@ def test_a_comment_whose_action_went_away_meanwhile_is_not_lost(
     other = make_proposal(forum, lifecycle, state="in_review")
     r = post_action(client, forum, other, "return", version=load(forum, other).version - 1, comment="Stale")
     assert r.status_code == 409 and "unsent-comment" not in r.text and textarea_value(r.text, "comment-return") == "Stale"
+
+
+def test_what_was_typed_survives_a_session_that_ended_or_a_form_that_expired(
+    client: TestClient, forum: Engine, lifecycle: Lifecycle, clock: Clock,
+) -> None:
+    pid = make_proposal(forum, lifecycle, state="in_review")
+    as_member(client, forum, CHAIR, clock)
+    page = f"/proposals/{pid}"
+    form = {"csrf_token": csrf_of(client.get(page).text), "expected_version": str(load(forum, pid).version)}
+    typed = "A long comment, typed over lunch.\nSecond line."
+    clock.advance(hours=13)  # the 12-hour session ended meanwhile
+    r = client.post(f"{page}/actions/return", data=form | {"comment": typed}, headers={"Referer": f"http://testserver{page}"})
+    assert r.status_code == 403 and "Your session has ended" in text_of(r.text)
+    assert textarea_value(r.text, "kept-1") == typed
+    assert f'href="/sign-in?next=%2Fproposals%2F{pid}"' in r.text
+    assert load(forum, pid).state == "in_review"
+    # Signed in again, a form of the old session has expired: its text is kept too.
+    as_member(client, forum, CHAIR, clock)
+    r = client.post(f"/proposals/{pid}/edit", data=form | {"title": "T", "body": "Body\r\nkept"})
+    assert r.status_code == 403 and "This form has expired" in text_of(r.text) and "Sign in again" not in r.text
+    assert (textarea_value(r.text, "kept-1"), textarea_value(r.text, "kept-2")) == ("T", "Body\nkept")

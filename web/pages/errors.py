@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from models.auth import SignedIn, signed_in
 from models.db import session_scope
 from models.errors import ForumflowError, Said
-from web.deps import here, sign_in_redirect
+from web.deps import here, local_path, sign_in_redirect
 from web.errors import CsrfError, SignInRequiredError, extra_headers, problem, status_for
 from web.i18n import N_, Ui, UiReader
 from web.security import SESSION_COOKIE
@@ -42,8 +43,13 @@ def _ui(request: Request, state: WebState, who: SignedIn | None) -> Ui:
 
 def error_page(
     request: Request, status: int, message: str | Said | ForumflowError, headers: dict[str, str] | None = None,
+    *, kept: list[tuple[str, str]] | None = None, sign_in: str = "",
 ) -> HTMLResponse:
-    """The error page, in the reader's language (a ``str`` is a catalog message marked with N_, or "")."""
+    """The error page, in the reader's language (a ``str`` is a catalog message marked with N_, or "").
+
+    ``kept``: texts of a form that was not sent, as (label marked with N_, text), shown to be copied; ``sign_in``:
+    a link to sign in again and come back.
+    """
     state: WebState = request.app.state.web
     who = _reader(request, state)
     ui = _ui(request, state, who)
@@ -53,10 +59,39 @@ def error_page(
         message = UiReader.of(ui, state.runtime.definition).say(message)
     context = {
         "viewer": who, "csrf_token": who.session.csrf_token if who else "", "here": here(request),
-        "status": status, "message": message,
+        "status": status, "message": message, "kept": [(ui.gettext(label), text) for label, text in kept or []],
+        "sign_in": sign_in,
     }
     html = state.templates.render("error.html", ui, context)
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+# The fields of the app's forms that hold what someone typed (kept when a form cannot be taken), with their labels.
+TYPED_FIELDS = {"title": N_("Title"), "summary": N_("Summary"), "body": N_("Text"), "comment": N_("Your comment")}
+
+
+async def _typed_texts(request: Request) -> list[tuple[str, str]]:
+    """What was typed into a refused form's text fields, to show it rather than lose it."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return []
+    try:
+        form = await request.form()
+    except Exception:  # a body that cannot be read as a form: nothing to keep
+        return []
+    kept = []
+    for name, label in TYPED_FIELDS.items():
+        value = form.get(name)
+        if isinstance(value, str) and value.strip():
+            kept.append((label, value.replace("\r\n", "\n")))
+    return kept
+
+
+def _came_from(request: Request) -> str:
+    """The path of the page the form was on (its Referer, when it is this app's), else the start page."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc != request.headers.get("host", ""):
+        return "/"
+    return local_path(referer.path + (f"?{referer.query}" if referer.query else ""))
 
 
 def install_page_handlers(app: FastAPI) -> None:
@@ -70,7 +105,13 @@ def install_page_handlers(app: FastAPI) -> None:
         return RedirectResponse(target, status_code=303)
 
     async def csrf(request: Request, exc: Exception) -> Response:
-        return error_page(request, 403, N_("This form has expired. Go back, reload the page and try again."))
+        kept = await _typed_texts(request)
+        state: WebState = request.app.state.web
+        if request.cookies.get(SESSION_COOKIE) and _reader(request, state) is None:  # signed out or expired meanwhile
+            back = _came_from(request)
+            message = N_("Your session has ended, so this form was not sent. Sign in again and send it once more.")
+            return error_page(request, 403, message, kept=kept, sign_in=sign_in_redirect(back))
+        return error_page(request, 403, N_("This form has expired. Go back, reload the page and try again."), kept=kept)
 
     async def domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ForumflowError)
