@@ -668,3 +668,12 @@ def test_what_was_typed_survives_a_session_that_ended_or_a_form_that_expired(
     r = client.post(f"/proposals/{pid}/edit", data=form | {"title": "T", "body": "Body\r\nkept"})
     assert r.status_code == 403 and "This form has expired" in text_of(r.text) and "Sign in again" not in r.text
     assert (textarea_value(r.text, "kept-1"), textarea_value(r.text, "kept-2")) == ("T", "Body\nkept")
+
+
+@pytest.mark.parametrize(
+    ("query", "names"), [("page=abc", "page"), ("overdue=maybe", "overdue"), ("search=" + "x" * 801, "search")]
+)
+def test_a_bad_value_in_a_pages_address_is_named(client: TestClient, forum: Engine, clock: Clock, query: str, names: str) -> None:
+    as_member(client, forum, CHAIR, clock, "ru")
+    r = client.get(f"/proposals?{query}")
+    assert r.status_code == 422 and f"В адресе страницы есть недопустимое значение: {names}." in text_of(r.text)

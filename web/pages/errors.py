@@ -124,7 +124,12 @@ def install_page_handlers(app: FastAPI) -> None:
         return error_page(request, exc.status_code, "", dict(exc.headers or {}))
 
     async def invalid(request: Request, exc: Exception) -> Response:
-        return error_page(request, 422, "")
+        assert isinstance(exc, RequestValidationError)
+        names = sorted({str(e["loc"][-1]) for e in exc.errors() if len(e.get("loc", ())) > 1})
+        if not names:
+            return error_page(request, 422, "")
+        said = Said(N_("The address of this page has a value it cannot take: %(names)s."), names=", ".join(names))
+        return error_page(request, 422, said)
 
     app.add_exception_handler(SignInRequiredError, sign_in_required)
     app.add_exception_handler(CsrfError, csrf)
