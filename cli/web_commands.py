@@ -12,13 +12,11 @@ from typing import Annotated
 import typer
 
 MAX_LINK_MINUTES = 7 * 24 * 60
+Host = Annotated[str, typer.Option("--host", help="Address the web app listens on.")]
+Port = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port the web app listens on.")]
 
 
-def web(
-    ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
-) -> None:
+def web(ctx: typer.Context, host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the web app (pages and the JSON API) with uvicorn in the foreground; Ctrl-C stops."""
     from cli.main import err, guarded, runtime
 
@@ -45,13 +43,19 @@ def web_link(
     minutes: Annotated[
         int, typer.Option("--minutes", min=1, max=MAX_LINK_MINUTES, help="How long the link stays valid.")
     ] = 15,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
 ) -> None:
-    """Print a one-time sign-in link for a member (to hand out for a first sign-in, or for tests)."""
+    """Print a one-time sign-in link for a member (to hand out for a first sign-in, or for tests).
+
+    The link points at FORUMFLOW_BASE_URL or else, as ``forumflow web`` does, at ``--host`` and ``--port``.
+    """
     from cli.main import fail, guarded, now_utc, out, runtime
     from models.auth import grant_sign_in
     from models.db import session_scope
     from models.tables import Member
     from notifications.signin import sign_in_url
+    from web.server import settings_for
 
     @guarded
     def run() -> None:
@@ -61,7 +65,8 @@ def web_link(
             if member is None or not member.active:
                 fail(f"member {handle!r} not found", 4)
             grant = grant_sign_in(session, member, now=now_utc(), valid=dt.timedelta(minutes=minutes))
-        out.print(sign_in_url(rt.settings.base_url, grant.token), markup=False, highlight=False, soft_wrap=True)
+        base_url = settings_for(rt.settings, host, port).base_url
+        out.print(sign_in_url(base_url, grant.token), markup=False, highlight=False, soft_wrap=True)
 
     run()
 

@@ -34,6 +34,15 @@ def test_web_link_uses_the_base_url(cli: Invoke, monkeypatch: object) -> None:
     monkeypatch.setenv("FORUMFLOW_BASE_URL", "https://forum.example.org/")  # type: ignore[attr-defined]
     r = cli("web-link", "petrov", "--minutes", "60")
     assert r.code == 0 and r.stdout.startswith("https://forum.example.org/sign-in/continue?token=")
+    r = cli("web-link", "petrov", "--port", "9000")  # the base URL, when set, wins over where the app listens
+    assert r.code == 0 and r.stdout.startswith("https://forum.example.org/sign-in/continue?token=")
+
+
+def test_web_link_points_where_forumflow_web_listens(cli: Invoke) -> None:
+    r = cli("web-link", "petrov", "--port", "9000", "--host", "127.0.0.2")
+    assert r.code == 0 and r.stdout.startswith("http://127.0.0.2:9000/sign-in/continue?token=")
+    r = cli("web-link", "petrov", "--port", "70000")
+    assert r.code == 2 and "Invalid value for '--port'" in r.stderr
 
 
 def test_web_link_for_an_unknown_member(cli: Invoke) -> None:
