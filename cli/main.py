@@ -319,6 +319,7 @@ def propose(
         fail(f"{_FIELD_OPTION.get(field, '--' + field)}: {_reason(first['msg'])}", 2)
     when = recorded_at(at)
     rt = runtime(ctx)
+    _check_group(rt, group)
     with session_scope(rt.engine) as session:
         proposal = rt.lifecycle.create_proposal(session=session, proposal_in=data, now=when)
     print(proposal.id)
@@ -465,8 +466,8 @@ def list_(
     rt = runtime(ctx)
     if state is not None and state not in rt.lifecycle.workflow.state_names:
         fail(f"--state: unknown state {state!r}; states: {', '.join(rt.lifecycle.workflow.state_names)}", 2)
-    if group is not None and group not in {g.key for g in rt.definition.working_groups}:
-        fail(f"--group: unknown working group {group!r}; groups: {', '.join(g.key for g in rt.definition.working_groups)}", 2)
+    if group is not None:
+        _check_group(rt, group)
     with session_scope(rt.engine) as session:
         rows = list_proposals(
             session, rt.lifecycle, now=now_utc(), state=state, group=group, overdue=overdue, text=search
@@ -481,6 +482,13 @@ def list_(
     out.print(table)
     if not rows and state is None and group is None and not overdue:
         _hint_demo_database(rt)
+
+
+def _check_group(rt: Runtime, group: str) -> None:
+    """A --group that names no working group of the forum: exit 2, naming the groups there are."""
+    keys = [g.key for g in rt.definition.working_groups]
+    if group not in keys:
+        fail(f"--group: unknown working group {group!r}; groups: {', '.join(keys)}", 2)
 
 
 def _hint_demo_database(rt: Runtime) -> None:

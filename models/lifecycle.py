@@ -263,6 +263,14 @@ def unknown_action(action: str, actions: Iterable[str]) -> InvalidInputError:
     )
 
 
+def unknown_group(key: str, groups: Iterable[str]) -> InvalidInputError:
+    """The error of a working group named in a request that the forum does not have (bad input, wherever it is)."""
+    return InvalidInputError(
+        f"group: unknown working group {key!r}; groups: {', '.join(groups)}",
+        Said(N_("There is no working group “%(group)s”."), group=key),
+    )
+
+
 def _no_member(handle: str) -> Said:
     return Said(N_("There is no active member “%(person)s”."), person=handle)
 
@@ -571,9 +579,7 @@ class Lifecycle:
             raise InvalidInputError("title must not be empty", Said(N_("The title must not be empty.")))
         group = session.get(WorkingGroup, data.group)
         if group is None or not group.active:
-            raise NotFoundError(
-                f"working group {data.group!r} not found", Said(N_("There is no working group “%(group)s”."), group=data.group)
-            )
+            raise unknown_group(data.group, (g.key for g in self.definition.working_groups))
         author = session.get(Member, data.author)
         if author is None or not author.active:
             raise NotFoundError(f"member {data.author!r} not found", _no_member(data.author))

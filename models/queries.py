@@ -14,7 +14,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from models.db import unicode_lower
 from models.errors import N_, InvalidInputError, NotFoundError, Said
-from models.lifecycle import Lifecycle, events_of, find_proposal, past_deadline, presiding_region, utc
+from models.lifecycle import Lifecycle, events_of, find_proposal, past_deadline, presiding_region, unknown_group, utc
 from models.tables import (
     MAX_PROPOSAL_ID,
     NUL,
@@ -127,10 +127,7 @@ class ProposalFilters:
             )
         groups = [g.key for g in lifecycle.definition.working_groups]
         if self.group and self.group not in groups:
-            raise InvalidInputError(
-                f"group: unknown working group {self.group!r}; groups: {', '.join(groups)}",
-                Said(N_("There is no working group “%(group)s”."), group=self.group),
-            )
+            raise unknown_group(self.group, groups)
         text = " ".join(self.text.split())
         if len(text) > SEARCH_MAX:
             raise InvalidInputError(

@@ -123,7 +123,9 @@ def test_not_found_and_usage_errors(cli: Invoke) -> None:
     assert cli("show", "42").code == 4
     assert cli("history", "42").code == 4
     assert cli("act", "42", "submit", "--as", "zhao.lei").code == 4
-    assert cli("propose", "--group", "space", "--as", "zhao.lei", "--title", "x").code == 4
+    r = cli("propose", "--group", "space", "--as", "zhao.lei", "--title", "x")  # bad input, as for list --group space
+    assert r.code == 2 and r.stderr.startswith("error: --group: unknown working group 'space'; groups: industry, ")
+    assert cli("list", "--group", "space").stderr == r.stderr
     r = cli("propose", "--group", "industry", "--as", "petrov", "--title", "x")
     assert r.code == 3 and "not a member of working group industry" in r.stderr
     assert cli("propose", "--group", "industry", "--as", "zhao.lei", "--title", "").code == 2

@@ -318,7 +318,7 @@ def test_events_are_numbered_and_replay_reproduces_state(forum: Engine, lifecycl
 def test_only_group_members_propose(forum: Engine, lifecycle: Lifecycle) -> None:
     with session_scope(forum) as s, pytest.raises(NotAllowedError, match="not a member of working group industry"):
         lifecycle.create_proposal(session=s, proposal_in=ProposalCreate(group="industry", author="petrov", title="x"), now=T0)
-    with session_scope(forum) as s, pytest.raises(NotFoundError, match="working group 'space'"):
+    with session_scope(forum) as s, pytest.raises(InvalidInputError, match="group: unknown working group 'space'"):
         lifecycle.create_proposal(session=s, proposal_in=ProposalCreate(group="space", author="zhao.lei", title="x"), now=T0)
     with session_scope(forum) as s, pytest.raises(InvalidInputError, match="aware"):
         lifecycle.create_proposal(

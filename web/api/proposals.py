@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from sqlmodel import Session
 
 from models.details import proposal_read
-from models.errors import PLAIN, ConflictError, ForumflowError, NotAllowedError, NotFoundError
+from models.errors import PLAIN, ConflictError, ForumflowError, NotAllowedError
 from models.lifecycle import AllowedAction, Lifecycle, events_of, find_proposal, unknown_action
 from models.search import LIMIT_MAX, OFFSET_MAX, QUERY_MAX, search_proposals
 from models.tables import Event, Proposal
@@ -247,10 +247,7 @@ def create_proposal(
 ) -> ProposalDetailOut:
     """Draft a new proposal in a working group the caller belongs to (its text version 1); 201 with Location and ETag."""
     data = proposal_create(group=body.group, author=who.member.handle, title=body.title, summary=body.summary, body=body.body)
-    try:
-        p = state.runtime.lifecycle.create_proposal(session=db, proposal_in=data, now=now)
-    except NotFoundError as exc:  # the body names a working group that does not exist: bad input, not a missing resource
-        raise ApiProblem(422, exc.for_reader(PLAIN)) from None
+    p = state.runtime.lifecycle.create_proposal(session=db, proposal_in=data, now=now)  # an unknown group: 422
     response.headers["Location"] = f"{request.scope.get('root_path', '')}/proposals/{p.id}"
     response.headers["ETag"] = etag_of(p)
     log.info("proposal %s drafted by %s through the API", p.id, who.member.handle)
