@@ -178,7 +178,7 @@ def test_a_chair_reads_the_group_page_in_chinese(site: Site, page: Any) -> None:
     page.get_by_role("button", name=re.compile("Николай Кузнецов")).click()
     page.wait_for_url(f"{site.url}/")
     page.goto(f"{site.url}/language/zh?next=/")
-    page.get_by_role("link", name="Industrial production and agriculture").click()  # his group, from the header
+    page.get_by_role("link", name="工业生产与农业").click()  # his group, from the header, named in Chinese
     page.wait_for_url(f"{site.url}/groups/industry")
     assert page.locator("html").get_attribute("lang") == "zh"
     assert f"#{site.proposals['in_review']}" in page.locator("main").inner_text()
@@ -209,7 +209,7 @@ def test_a_proposal_from_draft_to_approval_in_three_languages(site: Site, browse
 
     with signed_in(browser, site, "zhao.lei") as page:  # the author reads Chinese
         assert page.locator("html").get_attribute("lang") == "zh"
-        page.get_by_role("link", name="Industrial production and agriculture").click()
+        page.get_by_role("link", name="工业生产与农业").click()  # named in Chinese
         page.wait_for_url(f"{site.url}/groups/industry")
         page.get_by_role("link", name=zh("New proposal")).click()
         page.wait_for_url(f"{site.url}/proposals/new?group=industry")
