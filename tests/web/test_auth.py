@@ -238,3 +238,30 @@ def test_signed_in_member_is_sent_back_to_the_page_they_wanted(client: TestClien
 def test_next_never_leaves_the_app(client: TestClient, forum: Engine, clock: Clock, target: str) -> None:
     response = follow_link(client, link_for(forum, "kuznetsov", clock.now, next_path=target))
     assert response.headers["location"] == "/"
+
+
+def test_a_second_tab_continuing_the_same_sign_in_leads_on(client: TestClient, forum: Engine, clock: Clock) -> None:
+    # Two tabs of one browser hold "Continue as ..." pages (the link opened twice); the first one signs in.
+    first = client.get(link_for(forum, "kuznetsov", clock.now, next_path="/forum")).text
+    second = client.get(link_for(forum, "kuznetsov", clock.now, next_path="/forum")).text
+    form = {"next": "/forum", "csrf_token": csrf_of(first)}
+    token = re.compile(r'name="token" value="([^"]+)"')
+    r = client.post("/sign-in/continue", data=form | {"token": token.search(first).group(1)})  # type: ignore[union-attr]
+    assert r.status_code == 303 and r.headers["location"] == "/forum"
+    session = client.cookies[SESSION_COOKIE]
+    # The second tab's form carries the token of before the sign-in: it leads on, in the same session.
+    again = {"next": "/forum", "csrf_token": csrf_of(second), "token": token.search(second).group(1)}  # type: ignore[union-attr]
+    r = client.post("/sign-in/continue", data=again)
+    assert r.status_code == 303 and r.headers["location"] == "/forum" and client.cookies[SESSION_COOKIE] == session
+
+
+def test_signing_out_of_a_session_that_ended_meanwhile_leads_to_sign_in(client: TestClient, forum: Engine, clock: Clock) -> None:
+    sign_in(client, forum, "kuznetsov", clock.now)
+    token = csrf_of(client.get("/").text)
+    clock.advance(hours=13)
+    r = client.post("/sign-out", data={"csrf_token": token})
+    assert r.status_code == 303 and r.headers["location"] == "/sign-in"
+    # With a live session, a sign-out without its token is still refused (the session goes on).
+    sign_in(client, forum, "kuznetsov", clock.now)
+    r = client.post("/sign-out", data={"csrf_token": "forged"})
+    assert r.status_code == 403 and client.get("/").status_code == 200

@@ -15,6 +15,8 @@ from web.deps import AnyPage, DbSession, Now, Page, local_path
 from web.routing import OneHopRoute
 from web.security import CSRF_COOKIE, SESSION_COOKIE, delete_cookie, set_cookie
 
+SIGN_OUT_PATH = "/sign-out"
+
 router = APIRouter(include_in_schema=False, route_class=OneHopRoute)
 
 
@@ -91,7 +93,7 @@ def sign_in(
     return response
 
 
-@router.post("/sign-out")
+@router.post(SIGN_OUT_PATH)
 def sign_out(page: AnyPage, db: DbSession, now: Now) -> Response:
     """End this browser's session."""
     raw = page.request.cookies.get(SESSION_COOKIE)

@@ -15,9 +15,11 @@ from starlette.responses import Response
 from models.auth import SignedIn, signed_in
 from models.db import session_scope
 from models.errors import ForumflowError, Said
+from notifications.signin import SIGN_IN_PATH
 from web.deps import here, local_path, sign_in_redirect
 from web.errors import CsrfError, SignInRequiredError, extra_headers, problem, status_for
 from web.i18n import N_, Ui, UiReader
+from web.pages.auth import SIGN_OUT_PATH
 from web.security import SESSION_COOKIE
 from web.state import WebState
 
@@ -105,9 +107,16 @@ def install_page_handlers(app: FastAPI) -> None:
         return RedirectResponse(target, status_code=303)
 
     async def csrf(request: Request, exc: Exception) -> Response:
-        kept = await _typed_texts(request)
         state: WebState = request.app.state.web
-        if request.cookies.get(SESSION_COOKIE) and _reader(request, state) is None:  # signed out or expired meanwhile
+        who = _reader(request, state)
+        # A form whose only purpose is already served (another tab used the sign-in link, or the session ended
+        # before signing out) leads on instead of saying it expired.
+        if request.url.path == SIGN_IN_PATH and who is not None:
+            return RedirectResponse(local_path(str((await request.form()).get("next") or "/")), status_code=303)
+        if request.url.path == SIGN_OUT_PATH and who is None:
+            return RedirectResponse("/sign-in", status_code=303)
+        kept = await _typed_texts(request)
+        if request.cookies.get(SESSION_COOKIE) and who is None:  # signed out or expired meanwhile
             back = _came_from(request)
             message = N_("Your session has ended, so this form was not sent. Sign in again and send it once more.")
             return error_page(request, 403, message, kept=kept, sign_in=sign_in_redirect(back))
