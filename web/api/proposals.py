@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/proposals", tags=["proposals"], route_class=OneHopRoute)
 
 READ = (401, 404, 422)
-WRITE = (400, 401, 403, 404, 409, 412, 422, 428)
+WRITE = (400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
 # Text versions and ids beyond these are not found (and never reach the database's integer columns).
 VERSION_MAX = 2**31 - 1
 ETAG_HEADER = {"ETag": {"description": 'The proposal\'s ETag, "{id}-{version}".', "schema": {"type": "string"}}}
@@ -238,7 +238,7 @@ def get_diff(
     "", response_model=ProposalDetailOut, status_code=201,
     responses={
         201: {"headers": {**ETAG_HEADER, "Location": {"description": "The new proposal.", "schema": {"type": "string"}}}},
-        **problem_responses(400, 401, 403, 422),
+        **problem_responses(400, 401, 403, 413, 415, 422),
     },
 )
 def create_proposal(
