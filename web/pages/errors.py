@@ -72,14 +72,20 @@ def error_page(
 TYPED_FIELDS = {"title": N_("Title"), "summary": N_("Summary"), "body": N_("Text"), "comment": N_("Your comment")}
 
 
-async def _typed_texts(request: Request) -> list[tuple[str, str]]:
-    """What was typed into a refused form's text fields, to show it rather than lose it."""
+async def _form(request: Request) -> dict[str, str]:
+    """The text fields of a refused request's form ({} when its body is not a form or cannot be read as one)."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return []
+        return {}
     try:
         form = await request.form()
-    except Exception:  # a body that cannot be read as a form: nothing to keep
-        return []
+    except Exception:  # a body that cannot be read as a form: nothing in it
+        return {}
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _typed_texts(request: Request) -> list[tuple[str, str]]:
+    """What was typed into a refused form's text fields, to show it rather than lose it."""
+    form = await _form(request)
     kept = []
     for name, label in TYPED_FIELDS.items():
         value = form.get(name)
@@ -112,7 +118,7 @@ def install_page_handlers(app: FastAPI) -> None:
         # A form whose only purpose is already served (another tab used the sign-in link, or the session ended
         # before signing out) leads on instead of saying it expired.
         if request.url.path == SIGN_IN_PATH and who is not None:
-            return RedirectResponse(local_path(str((await request.form()).get("next") or "/")), status_code=303)
+            return RedirectResponse(local_path((await _form(request)).get("next")), status_code=303)
         if request.url.path == SIGN_OUT_PATH and who is None:
             return RedirectResponse("/sign-in", status_code=303)
         kept = await _typed_texts(request)
