@@ -263,15 +263,30 @@ def start_session(
     return NewSession(raw, csrf, expires)
 
 
-def signed_in(session: Session, raw_id: str, *, now: dt.datetime) -> SignedIn | None:
-    """The live session with this id and its active member; a session of a deactivated member ends here."""
-    now = utc(now)
+def _session_of(session: Session, raw_id: str) -> tuple[WebSession, Member] | None:
+    """The session with this id, live or not, and its member (one statement)."""
     found = flushed_connection(session).execute(_SESSION, {"id_hash": secret_hash(raw_id)}).first()
     if found is None:
         return None
     width = len(_SESSION_KEYS)
     row = as_loaded(session, WebSession, dict(zip(_SESSION_KEYS, found[:width], strict=True)))
-    member = as_loaded(session, Member, dict(zip(_MEMBER_KEYS, found[width:], strict=True)))
+    return row, as_loaded(session, Member, dict(zip(_MEMBER_KEYS, found[width:], strict=True)))
+
+
+def session_holder(session: Session, raw_id: str) -> Member | None:
+    """The member a session id belonged to, whether the session is live or has ended (to keep their language on the
+    page that says it ended); None for an id that never was one."""
+    found = _session_of(session, raw_id)
+    return found[1] if found is not None else None
+
+
+def signed_in(session: Session, raw_id: str, *, now: dt.datetime) -> SignedIn | None:
+    """The live session with this id and its active member; a session of a deactivated member ends here."""
+    now = utc(now)
+    found = _session_of(session, raw_id)
+    if found is None:
+        return None
+    row, member = found
     if row.ended_at is not None or row.expires_at <= now:
         return None
     if not member.active:  # deactivated since (the sync also ends the sessions)

@@ -24,10 +24,22 @@ from notifications.render import FALLBACK_LANGUAGE, LANGUAGES, environment, form
 
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 LANG_COOKIE = "forumflow_lang"
+LANG_COOKIE_AGE = 365 * 24 * 3600  # seconds: the switch's choice is remembered for a year
 # Each language's name in itself, for the switch.
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "zh": "中文"}
 
-__all__ = ["LANGUAGE_NAMES", "N_", "Labels", "Ui", "UiReader", "choose_language", "group_names", "translations"]
+__all__ = [
+    "LANGUAGE_NAMES",
+    "LANG_COOKIE",
+    "LANG_COOKIE_AGE",
+    "N_",
+    "Labels",
+    "Ui",
+    "UiReader",
+    "choose_language",
+    "group_names",
+    "translations",
+]
 
 
 @functools.cache

@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 
+from models.auth import end_session
+from models.db import session_scope
 from tests.browser.conftest import Site, fresh_page
 from tests.factories import ONE_HEAD_PER_STATE
 from web.i18n import Labels, Ui, translations
+from web.security import SESSION_COOKIE
+from web.state import wall_clock
 
 pytestmark = pytest.mark.browser
 
@@ -275,3 +279,29 @@ def test_a_proposal_from_draft_to_approval_in_three_languages(site: Site, browse
         visit(page, checked, "proposal approved (zh)")
 
     assert not any(checked.values()), {name: found for name, found in checked.items() if found}
+
+
+def test_what_a_chair_typed_survives_the_end_of_the_session(site: Site, page: Any) -> None:
+    checked: dict[str, list[str]] = {}
+    ru = translations("ru").gettext
+    pid = site.proposals["in_review"]
+    page.goto(site.grant_link("kuznetsov"))  # reads Russian, on a phone-sized screen
+    page.get_by_role("button", name=re.compile("Николай Кузнецов")).click()
+    page.wait_for_url(f"{site.url}/")
+    page.goto(f"{site.url}/proposals/{pid}")
+    typed = "Верните, пожалуйста:\nнужен бюджет по годам."
+    page.locator("#comment-return").fill(typed)
+    raw = next(c["value"] for c in page.context.cookies() if c["name"] == SESSION_COOKIE)
+    with session_scope(site.runtime.engine) as s:  # the session ends while the chair is typing
+        assert end_session(s, raw, now=wall_clock())
+    page.locator(f"form[action='/proposals/{pid}/actions/return'] button[type=submit]").click()
+    page.wait_for_load_state("load")
+    assert ru("Your session has ended, so this form was not sent. Sign in again and send it once more.") in (
+        page.locator("main").inner_text()
+    )
+    assert page.locator("#kept-1").input_value() == typed
+    visit(page, checked, "what was typed, after the session ended (ru)")
+    page.get_by_role("link", name=ru("Sign in again")).click()
+    page.wait_for_url(f"{site.url}/sign-in?next=%2Fproposals%2F{pid}")
+    assert page.locator("html").get_attribute("lang") == "ru"  # his language, kept past the end of his session
+    assert not any(checked.values()), checked

@@ -12,15 +12,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from models.auth import SignedIn, signed_in
+from models.auth import SignedIn, session_holder, signed_in
 from models.db import session_scope
 from models.errors import ForumflowError, Said
+from models.tables import Member
 from notifications.signin import SIGN_IN_PATH
 from web.deps import here, local_path, sign_in_redirect
 from web.errors import CsrfError, SignInRequiredError, extra_headers, problem, status_for
-from web.i18n import N_, Ui, UiReader
+from web.i18n import LANG_COOKIE, LANG_COOKIE_AGE, N_, Ui, UiReader
 from web.pages.auth import SIGN_OUT_PATH
-from web.security import SESSION_COOKIE
+from web.security import SESSION_COOKIE, cookies_secure, set_cookie
 from web.state import WebState
 
 log = logging.getLogger(__name__)
@@ -39,22 +40,36 @@ def _reader(request: Request, state: WebState) -> SignedIn | None:
         return None
 
 
-def _ui(request: Request, state: WebState, who: SignedIn | None) -> Ui:
-    return Ui.for_reader(request, who.member if who else None, state.templates.labels)
+def _former_member(request: Request, state: WebState) -> Member | None:
+    """The member whose session (now ended) this browser still holds the cookie of; None if none."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        with session_scope(state.runtime.engine) as session:
+            return session_holder(session, raw)
+    except Exception:
+        log.warning("cannot tell whose session ended", exc_info=True)
+        return None
+
+
+def _ui(request: Request, state: WebState, who: SignedIn | None, former: Member | None = None) -> Ui:
+    return Ui.for_reader(request, who.member if who else former, state.templates.labels)
 
 
 def error_page(
     request: Request, status: int, message: str | Said | ForumflowError, headers: dict[str, str] | None = None,
-    *, kept: list[tuple[str, str]] | None = None, sign_in: str = "",
+    *, kept: list[tuple[str, str]] | None = None, sign_in: str = "", former: Member | None = None,
 ) -> HTMLResponse:
     """The error page, in the reader's language (a ``str`` is a catalog message marked with N_, or "").
 
     ``kept``: texts of a form that was not sent, as (label marked with N_, text), shown to be copied; ``sign_in``:
-    a link to sign in again and come back.
+    a link to sign in again and come back; ``former``: the member whose session ended, whose language and zone the
+    page keeps (the language also for the pages that follow, as the switch would).
     """
     state: WebState = request.app.state.web
     who = _reader(request, state)
-    ui = _ui(request, state, who)
+    ui = _ui(request, state, who, former)
     if isinstance(message, str):
         message = ui.gettext(message) if message else ""
     else:
@@ -65,7 +80,10 @@ def error_page(
         "sign_in": sign_in,
     }
     html = state.templates.render("error.html", ui, context)
-    return HTMLResponse(html, status_code=status, headers=headers)
+    response = HTMLResponse(html, status_code=status, headers=headers)
+    if former is not None and who is None and LANG_COOKIE not in request.cookies:
+        set_cookie(response, LANG_COOKIE, ui.lang, max_age=LANG_COOKIE_AGE, secure=cookies_secure(request, state.https))
+    return response
 
 
 # The fields of the app's forms that hold what someone typed (kept when a form cannot be taken), with their labels.
@@ -125,7 +143,8 @@ def install_page_handlers(app: FastAPI) -> None:
         if request.cookies.get(SESSION_COOKIE) and who is None:  # signed out or expired meanwhile
             back = _came_from(request)
             message = N_("Your session has ended, so this form was not sent. Sign in again and send it once more.")
-            return error_page(request, 403, message, kept=kept, sign_in=sign_in_redirect(back))
+            former = _former_member(request, state)
+            return error_page(request, 403, message, kept=kept, sign_in=sign_in_redirect(back), former=former)
         return error_page(request, 403, N_("This form has expired. Go back, reload the page and try again."), kept=kept)
 
     async def domain(request: Request, exc: Exception) -> Response:

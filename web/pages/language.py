@@ -7,13 +7,12 @@ from fastapi.responses import RedirectResponse
 
 from notifications.render import LANGUAGES
 from web.deps import State, local_path
-from web.i18n import LANG_COOKIE
+from web.i18n import LANG_COOKIE, LANG_COOKIE_AGE
 from web.routing import OneHopRoute
 from web.security import cookies_secure, set_cookie
 
 router = APIRouter(route_class=OneHopRoute)
 
-ONE_YEAR = 365 * 24 * 3600
 
 
 @router.get("/language/{lang}", include_in_schema=False)
@@ -21,5 +20,5 @@ def switch_language(lang: str, request: Request, state: State, next: str = "/") 
     """Remember ``lang`` for this browser and go back to ``next`` (only a preference: safe as a GET)."""
     response = RedirectResponse(local_path(next), status_code=303)
     if lang in LANGUAGES:
-        set_cookie(response, LANG_COOKIE, lang, max_age=ONE_YEAR, secure=cookies_secure(request, state.https))
+        set_cookie(response, LANG_COOKIE, lang, max_age=LANG_COOKIE_AGE, secure=cookies_secure(request, state.https))
     return response
