@@ -91,11 +91,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
-class ForumInfo(_Strict):
-    """Name and short key of the forum."""
+def _other_languages(value: dict[str, str]) -> dict[str, str]:
+    """``names`` gives a name in the languages other than English (which is ``name``)."""
+    if "en" in value:
+        raise ValueError("the English name is `name`; `names` gives the other languages")
+    return value
+
+
+class _Named:
+    """Something with an English ``name`` and its ``names`` in other languages."""
+
+    name: str
+    names: dict[Language, str]
+
+    def name_in(self, language: str) -> str:
+        """The name in ``language``, else the English name."""
+        return self.names.get(language, self.name)  # type: ignore[call-overload]
+
+
+class ForumInfo(_Named, _Strict):
+    """Short key of the forum, its name, and its name in other languages (as members read it)."""
 
     key: Key
     name: str = Field(min_length=1)
+    names: dict[Language, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+
+    check_names = field_validator("names")(_other_languages)
 
 
 class PresidingTerm(_Strict):
@@ -111,7 +132,7 @@ class PresidingTerm(_Strict):
     deputy: Handle | None = None
 
 
-class WorkingGroup(_Strict):
+class WorkingGroup(_Named, _Strict):
     """An ad hoc working group: key, name, its name in other languages, chair, deputy chair and members (handles).
 
     ``name`` is the English (default) name; ``names`` gives it in the other languages members read, as
@@ -126,16 +147,7 @@ class WorkingGroup(_Strict):
     deputy_chair: Handle | None = None
     members: list[Handle] = Field(min_length=1)
 
-    @field_validator("names")
-    @classmethod
-    def _no_english(cls, value: dict[str, str]) -> dict[str, str]:
-        if "en" in value:
-            raise ValueError("the English name is `name`; `names` gives the other languages")
-        return value
-
-    def name_in(self, language: str) -> str:
-        """The group's name in ``language``, else its English name."""
-        return self.names.get(language, self.name)  # type: ignore[call-overload]
+    check_names = field_validator("names")(_other_languages)
 
 
 class Member(_Strict):

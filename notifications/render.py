@@ -396,7 +396,7 @@ class Renderer:
         level = payload.get("level")
         base = {
             "lang": lang,
-            "forum": self.definition.forum.name,
+            "forum": self.definition.forum.name_in(lang),
             "forum_key": self.forum_key,
             "pid": p.id,
             "url": self.proposal_url(p.id),
@@ -418,6 +418,12 @@ class Renderer:
             "to_region": region_label(str(payload["to_region"]), lang) if payload.get("to_region") else "",
             "text_version": payload.get("text_version", p.text_version),
         }
+        version = base["text_version"]
+        # The differences from the text before, on the proposal's page (an edit's mail points there).
+        base["changes_url"] = (
+            self.proposal_url(p.id, **{"from": version - 1, "to": version}) if isinstance(version, int) and version > 1
+            else base["url"]
+        )
         found = _Base(base, self._earlier(view, lang) if payload.get("earlier_endorsers") else None, self._moments(view))
         if view.event.id is not None:
             if len(self._bases) >= LAYOUTS_KEPT:
@@ -626,7 +632,7 @@ class Renderer:
             })
         ctx_digest: dict[str, Any] = {
             "lang": lang,
-            "forum": self.definition.forum.name,
+            "forum": self.definition.forum.name_in(lang),
             "forum_key": self.forum_key,
             "name": member.name,
             "day": format_date(day, "long", locale=lang),

@@ -36,7 +36,7 @@ def sign_in_message(definition: ForumDefinition, member: Member, *, link: str, e
     lang = language_of(member)
     env = environment()
     ctx = {
-        "lang": lang, "name": member.name, "forum": definition.forum.name, "link": link,
+        "lang": lang, "name": member.name, "forum": definition.forum.name_in(lang), "link": link,
         "expires": format_when(expires, lang, member_zone(member)),
     }
     names = [f"{lng}/sign_in" for lng in dict.fromkeys((lang, FALLBACK_LANGUAGE))]

@@ -93,7 +93,7 @@ class Templates:
 
     def __init__(self, definition: ForumDefinition) -> None:
         self.definition = definition
-        self.globals = {"forum_name": definition.forum.name, "languages": LANGUAGE_NAMES, "comment_max": COMMENT_MAX}
+        self.globals = {"languages": LANGUAGE_NAMES, "comment_max": COMMENT_MAX}
         self.labels = Labels.of(definition)
         self._envs: dict[str, Environment] = {}
         self._lock = threading.Lock()
@@ -120,7 +120,10 @@ class Templates:
                 catalog = translations(lang)
                 env.catalog = catalog
                 env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
-                env.globals.update(self.globals, member_groups=groups_by_member(self.definition, lang))
+                env.globals.update(
+                    self.globals, forum_name=self.definition.forum.name_in(lang),
+                    member_groups=groups_by_member(self.definition, lang),
+                )
                 env.filters["isolate"] = isolate
                 self._envs[lang] = env
         return env

@@ -86,6 +86,8 @@ BAD: list[tuple[str, list[Any], Any, str, str]] = [
      "'de' is not allowed"),
     ("group name in English twice", ["working_groups", 0, "names"], {"en": "Industry"}, "working_groups[0].names",
      "the English name is `name`"),
+    ("forum name in English twice", ["forum", "names"], {"en": "Forum"}, "forum.names", "the English name is `name`"),
+    ("forum name in an unknown language", ["forum", "names"], {"fr": "Forum"}, "forum.names.fr", "'fr' is not allowed"),
     ("empty group name", ["working_groups", 0, "names", "ru"], "", "working_groups[0].names.ru", "at least 1 character"),
     ("endorsement names unknown action", ["workflow", "endorsement", "endorse"], "vote", "workflow.endorsement.endorse",
      "unknown action 'vote'"),

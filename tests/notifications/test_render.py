@@ -78,6 +78,15 @@ def test_every_action_renders_in_every_language(definition: ForumDefinition, act
     if rendered.ics is not None:
         check_ics(rendered.ics)
     body = rendered.text.split("\n-- \n")[0]
+    # Mails speak to people who read them in a mail program: links to the web app, never a command to type.
+    assert "forumflow " not in rendered.text and "forumflow " not in rendered.html
+    assert definition.forum.name_in(lang) in rendered.text  # the forum's own name in the reader's language
+    if action == "edit":  # the differences from the version before, on the proposal's page
+        second = view("edit")
+        second.event.payload = {"text_version": 2, "fields": ["body"]}
+        edited = Renderer(definition).event_message(second, PEOPLE[lang])
+        assert "http://127.0.0.1:8000/proposals/7?from=1&amp;to=2" in edited.html
+        assert "http://127.0.0.1:8000/proposals/7?from=1&to=2" in edited.text
     if lang == "ru":
         assert CYRILLIC.search(rendered.subject) and not CJK.search(body)
         assert rendered.text.startswith("Здравствуйте, Алексей Петров!")

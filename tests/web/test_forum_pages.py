@@ -171,9 +171,11 @@ def test_working_groups_are_named_in_the_readers_language(
     sign_in(client, forum, "kuznetsov", clock.now)
     client.cookies.set(LANG_COOKIE, lang)
     english = next(g.name for g in definition.working_groups if g.key == "industry")
+    forum_name = definition.forum.names[lang]  # type: ignore[index]
     for path in ("/", "/groups/industry", "/proposals/new", "/forum", "/proposals"):
         page = html.unescape(client.get(path).text)
         assert industry in page and english not in page, path
+        assert forum_name in page and definition.forum.name not in page, path
     group_page = client.get("/groups/industry").text
     assert f"<h1>{industry}</h1>" in group_page and f"<title>{industry} · " in group_page
     options = re.findall(r'<option value="(\w+)"[^>]*>([^<]+)</option>', client.get("/proposals/new").text)
