@@ -349,7 +349,6 @@ class Renderer:
                 {"sign": line.sign, "field": line.field, "field_label": self._field(line.field, lang), "text": line.text}
                 for line in change.first
             ],
-            "command": f"forumflow diff {p.id} --from {change.from_version} --to {change.to_version}",
             "diff_url": self.proposal_url(p.id, **{"from": change.from_version, "to": change.to_version}),
         }
 

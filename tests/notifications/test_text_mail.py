@@ -85,8 +85,8 @@ def test_earlier_endorsers_are_told_the_text_changed_in_their_language(
         assert msg["Content-Language"] == lang
         assert subject in msg["Subject"]
         assert todo in text and counts in text and version in text
-        command = f"forumflow diff {pid} --from 1 --to 2"
-        assert command in text and command in html
+        page = f"{settings.base_url}/proposals/{pid}?from=1&to=2"  # the whole difference: a link, not a command
+        assert page in text and page.replace("&", "&amp;") in html and "forumflow " not in text + html
         # The first changed lines, in order: the summary's, then the body's.
         lines = [line.strip() for line in text.splitlines() if line.strip()[:2] in ("+ ", "- ")]
         summary = {"en": "(summary) ", "ru": "(краткое содержание) ", "zh": "（摘要）"}[lang]
