@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,32 +28,31 @@ from web.security import SESSION_COOKIE, cookies_secure, set_cookie
 from web.state import WebState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def _reader(request: Request, state: WebState) -> SignedIn | None:
-    """Who is reading, looked up afresh (the request's own session may be gone with the error); None if unknown."""
+def _by_session_cookie(request: Request, state: WebState, look: Callable[[Session, str], T | None], what: str) -> T | None:
+    """``look`` up something by this browser's session cookie, in a session of its own (the request's may be gone
+    with the error); None without a cookie, or when the database cannot say (the error may be the database itself)."""
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
     try:
         with session_scope(state.runtime.engine) as session:
-            return signed_in(session, raw, now=state.clock())
-    except Exception:  # the error may be the database itself: show the page to an anonymous reader
-        log.warning("cannot tell who reads the error page", exc_info=True)
+            return look(session, raw)
+    except Exception:
+        log.warning("cannot tell %s", what, exc_info=True)
         return None
+
+
+def _reader(request: Request, state: WebState) -> SignedIn | None:
+    """Who is reading, signed in now; None if unknown."""
+    return _by_session_cookie(request, state, lambda s, raw: signed_in(s, raw, now=state.clock()), "who reads the error page")
 
 
 def _former_member(request: Request, state: WebState) -> Member | None:
     """The member whose session (now ended) this browser still holds the cookie of; None if none."""
-    raw = request.cookies.get(SESSION_COOKIE)
-    if not raw:
-        return None
-    try:
-        with session_scope(state.runtime.engine) as session:
-            return session_holder(session, raw)
-    except Exception:
-        log.warning("cannot tell whose session ended", exc_info=True)
-        return None
+    return _by_session_cookie(request, state, session_holder, "whose session ended")
 
 
 def _ui(request: Request, state: WebState, who: SignedIn | None, former: Member | None = None) -> Ui:
