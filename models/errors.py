@@ -76,11 +76,6 @@ def either(first: Said, *more: Said) -> Said:
     return joined
 
 
-def as_utc(at: dt.datetime) -> dt.datetime:
-    """``at`` in UTC (a naive time, as SQLite gives back, is UTC already)."""
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
-
-
 class _Plain:
     """English, with the definition's keys and handles as they are (the API's reader)."""
 
@@ -88,8 +83,8 @@ class _Plain:
         return message
 
     def term(self, kind: TermKind, value: Any) -> str:
-        if kind == "when" and isinstance(value, dt.datetime):
-            return f"{as_utc(value):%Y-%m-%d %H:%M} UTC"
+        if kind == "when" and isinstance(value, dt.datetime):  # aware: times are read back in UTC (models.db)
+            return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
         return str(value)
 
 

@@ -18,7 +18,7 @@ from babel.support import NullTranslations, Translations
 from starlette.requests import Request
 
 from config.definition import ForumDefinition
-from models.errors import N_, ForumflowError, Said, TermKind, as_utc
+from models.errors import N_, ForumflowError, Said, TermKind
 from models.tables import Member
 from notifications.render import FALLBACK_LANGUAGE, LANGUAGES, environment, format_when, member_zone, region_label
 
@@ -173,7 +173,7 @@ class UiReader:
         if kind == "region":
             return region_label(str(value), self.ui.lang)
         if isinstance(value, dt.datetime):
-            return self.ui.when(as_utc(value))
+            return self.ui.when(value)
         return str(value)
 
     def say(self, said: Said | ForumflowError) -> str:
