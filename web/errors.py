@@ -32,6 +32,7 @@ from models.errors import (
     NotPossibleError,
 )
 from models.runtime import DatabaseError
+from web.security import is_bearer
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ class ApiGate:
         headers = scope.get("headers", [])
         values = {k.lower(): v.decode("latin-1") for k, v in headers}
         refusal: Response | None = None
-        if not values.get(b"authorization", "")[:7].lower() == "bearer ":
+        if not is_bearer(headers):
             cookies = Request(scope).cookies
             if self.session_cookie not in cookies:
                 refusal = problem(401, NOT_SIGNED_IN, headers=WWW_AUTHENTICATE)
