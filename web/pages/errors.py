@@ -19,11 +19,13 @@ from models.auth import SignedIn, session_holder, signed_in
 from models.db import session_scope
 from models.errors import ForumflowError, Said
 from models.tables import Member
+from models.textdiff import FIELDS
 from notifications.signin import SIGN_IN_PATH
 from web.deps import here, local_path, sign_in_redirect
 from web.errors import CsrfError, SignInRequiredError, extra_headers, problem, status_for
 from web.i18n import LANG_COOKIE, LANG_COOKIE_AGE, N_, Ui, UiReader
 from web.pages.auth import SIGN_OUT_PATH
+from web.pages.proposal import FIELD_LABELS
 from web.security import SESSION_COOKIE, cookies_secure, set_cookie
 from web.state import WebState
 
@@ -89,7 +91,7 @@ def error_page(
 
 
 # The fields of the app's forms that hold what someone typed (kept when a form cannot be taken), with their labels.
-TYPED_FIELDS = {"title": N_("Title"), "summary": N_("Summary"), "body": N_("Text"), "comment": N_("Your comment")}
+TYPED_FIELDS = {name: FIELD_LABELS[name] for name in FIELDS} | {"comment": N_("Your comment")}
 
 
 async def _form(request: Request) -> dict[str, str]:
