@@ -263,12 +263,14 @@ def unknown_action(action: str, actions: Iterable[str]) -> InvalidInputError:
     )
 
 
+def no_such_group(key: str) -> Said:
+    """"There is no working group KEY", for any reader."""
+    return Said(N_("There is no working group “%(group)s”."), group=key)
+
+
 def unknown_group(key: str, groups: Iterable[str]) -> InvalidInputError:
     """The error of a working group named in a request that the forum does not have (bad input, wherever it is)."""
-    return InvalidInputError(
-        f"group: unknown working group {key!r}; groups: {', '.join(groups)}",
-        Said(N_("There is no working group “%(group)s”."), group=key),
-    )
+    return InvalidInputError(f"group: unknown working group {key!r}; groups: {', '.join(groups)}", no_such_group(key))
 
 
 def _no_member(handle: str) -> Said:

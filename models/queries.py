@@ -14,7 +14,16 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from models.db import unicode_lower
 from models.errors import N_, InvalidInputError, NotFoundError, Said
-from models.lifecycle import Lifecycle, events_of, find_proposal, past_deadline, presiding_region, unknown_group, utc
+from models.lifecycle import (
+    Lifecycle,
+    events_of,
+    find_proposal,
+    no_such_group,
+    past_deadline,
+    presiding_region,
+    unknown_group,
+    utc,
+)
 from models.tables import (
     MAX_PROPOSAL_ID,
     NUL,
@@ -378,9 +387,7 @@ def group_overview(session: Session, lifecycle: Lifecycle, key: str, *, now: dt.
     now = utc(now)
     group = session.get(WorkingGroup, key) if len(key) <= 40 and NUL not in key else None
     if group is None:
-        raise NotFoundError(
-            f"working group {key!r} not found", Said(N_("There is no working group “%(group)s”."), group=key)
-        )
+        raise NotFoundError(f"working group {key!r} not found", no_such_group(key))
     handles = session.exec(select(GroupMembership.member).where(GroupMembership.group_key == key)).all()
     members = list(session.exec(select(Member).where(col(Member.handle).in_(handles)).order_by(col(Member.name))))
     proposals = list(session.exec(select(Proposal).where(Proposal.group == key).order_by(col(Proposal.id))))
