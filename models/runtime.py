@@ -52,13 +52,12 @@ def database_failure(settings: Settings, exc: SQLAlchemyError) -> DatabaseError:
 
 def _make_sqlite_folder(settings: Settings) -> None:
     """An SQLite file's folder is created on first use (the default lives in the data dir); DatabaseError if it cannot be."""
-    folder: Path | None = settings.data_dir
+    folder = settings.data_dir
     if settings.database_url is not None:
         url = make_url(settings.database_url) if "://" in settings.database_url else None
-        sqlite_file = url is not None and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
-        folder = Path(url.database).parent if sqlite_file and url is not None and url.database else None
-    if folder is None:
-        return
+        if url is None or url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return
+        folder = Path(url.database).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
