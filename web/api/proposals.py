@@ -121,8 +121,8 @@ def _named_version(proposal_id: int, if_match: str | None) -> int | None:
 
 
 def _refused(db: Session, state: WebState, exc: NotAllowedError, proposal_id: int, who: Caller, now: dt.datetime) -> ApiProblem:
-    """The lifecycle's refusal, with the actions possible now (and the caller's own) as extension members."""
-    db.rollback()
+    """The lifecycle's refusal, with the actions possible now (and the caller's own) as extension members (read in
+    ``db`` as the refused request left it: nothing of it may be left there)."""
     p = find_proposal(db, proposal_id)
     allowed = state.runtime.lifecycle.allowed(db, p, now)
     return ApiProblem(
@@ -134,8 +134,7 @@ def _refused(db: Session, state: WebState, exc: NotAllowedError, proposal_id: in
     )
 
 
-def _stale(db: Session, exc: ConflictError) -> ApiProblem:
-    db.rollback()
+def _stale(exc: ConflictError) -> ApiProblem:
     return ApiProblem(412, f"{exc}")
 
 
@@ -271,9 +270,11 @@ def edit_proposal(
     try:
         state.runtime.lifecycle.edit(db, proposal_id, who.member.handle, edit, now=now, expected_version=p.version)
     except NotAllowedError as exc:
+        db.rollback()  # nothing of the refused edit stays (a failed flush leaves the session needing it)
         raise _refused(db, state, exc, proposal_id, who, now) from None
     except ConflictError as exc:
-        raise _stale(db, exc) from None
+        db.rollback()
+        raise _stale(exc) from None
     response.headers["ETag"] = etag_of(p)
     return _detail(db, state, p, who, now)
 
@@ -296,7 +297,8 @@ async def take_action(
     state: WebState = request.app.state.web
     given = body or ActionIn()
     work = functools.partial(_act, state, proposal_id, action, given, if_match)
-    who, (events, p, allowed, text) = await write_unit(request, work)
+    refusal = functools.partial(_act_refused, state, proposal_id, action, if_match)
+    who, (events, p, allowed, text) = await write_unit(request, work, refusal)
     now = request_time(request)
     answer = EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail_of(state, p, who, now, allowed, text))
     return Response(answer.model_dump_json(), media_type="application/json", headers={"ETag": etag_of(p)})
@@ -307,29 +309,34 @@ def _act(
     db: Session, who: Caller, now: dt.datetime,
 ) -> tuple[list[Event], Proposal, list[AllowedAction], TextInfo]:
     """The action in ``db`` (not committed): the events written, the proposal as they left it, the actions possible
-    then, and its current text."""
+    then, and its current text. A refusal is answered by ``_act_refused``."""
     lifecycle = state.runtime.lifecycle
     if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
         raise unknown_action(action, lifecycle.actions)
     expected = _named_version(proposal_id, if_match)
+    if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
+        expected = _matching(db, proposal_id, if_match).version
     kept: list[Proposal] = []
     allowed: list[AllowedAction] = []
-    try:
-        if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
-            expected = _matching(db, proposal_id, if_match).version
-        events = lifecycle.apply(
-            db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
-            expected_version=expected, changed=kept, allowed_after=allowed,
-        )
-    except ForumflowError as exc:
-        # If-Match named one version and the lifecycle refused: answer as if the version had been checked first
-        # (404 or 412 before anything else), else with the lifecycle's own refusal.
-        db.rollback()
-        _matching(db, proposal_id, if_match)
-        if isinstance(exc, NotAllowedError):
-            raise _refused(db, state, exc, proposal_id, who, now) from None
-        if isinstance(exc, ConflictError):
-            raise _stale(db, exc) from None
-        raise
+    events = lifecycle.apply(
+        db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
+        expected_version=expected, changed=kept, allowed_after=allowed,
+    )
     (p,) = kept  # the row apply read and changed
     return events, p, allowed, text_info(db, p)  # the text in the action's transaction: one small read
+
+
+def _act_refused(
+    state: WebState, proposal_id: int, action: str, if_match: str | None,
+    db: Session, who: Caller, now: dt.datetime, exc: ForumflowError,
+) -> BaseException:
+    """The answer to the action's refusal, read with nothing of the action in ``db``: as if If-Match had been checked
+    first (404 or 412 before anything else), else the lifecycle's own refusal. An unknown action stays 422."""
+    if action not in state.runtime.lifecycle.actions:
+        return exc
+    _matching(db, proposal_id, if_match)
+    if isinstance(exc, NotAllowedError):
+        return _refused(db, state, exc, proposal_id, who, now)
+    if isinstance(exc, ConflictError):
+        return _stale(exc)
+    return exc
