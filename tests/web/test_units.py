@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -213,6 +214,11 @@ def test_a_refused_unit_leaves_its_group_as_it_was(
     assert assert_problem(answers[1], 403)["my_actions"] == ["withdraw"]  # read as the group left it
     assert answers[3].headers["etag"] == f'"{reviewed}-5"'
     assert load(forum, in_review).state == "in_review" and load(forum, reviewed).version == 5
+
+
+def test_the_readme_states_the_largest_group() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"(at most {units.GROUP_MAX} in one\ntransaction" in readme
 
 
 def test_a_group_has_at_most_group_max_units(
