@@ -35,6 +35,10 @@ What runs:
 The clients are a small HTTP/1.1 client on asyncio streams (keep-alive, one connection per client), so the load
 generator takes little of the machine the server runs on.
 
+On SQLite the server commits the actions that reach it together in one transaction (``web.units.GroupCommit``):
+at saturation that is several actions a commit, in the paced runs nearly always one. The direct baseline commits
+each action by itself, as one caller of the lifecycle does.
+
 Targets (issue 10): paced p99 of actions <= 20 ms and of the page <= 30 ms; saturation throughput of actions
 through HTTP >= 0.5x the same actions called directly. Prints figures, then one JSON line.
 """
