@@ -486,9 +486,11 @@ def list_(
 
 def _check_group(rt: Runtime, group: str) -> None:
     """A --group that names no working group of the forum: exit 2, naming the groups there are."""
+    from models.lifecycle import unknown_group
+
     keys = [g.key for g in rt.definition.working_groups]
     if group not in keys:
-        fail(f"--group: unknown working group {group!r}; groups: {', '.join(keys)}", 2)
+        fail(f"--{unknown_group(group, keys)}", 2)  # the lifecycle's "group: ..." line, with the flag's dashes
 
 
 def _hint_demo_database(rt: Runtime) -> None:
