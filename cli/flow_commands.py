@@ -40,7 +40,7 @@ def review(
     ] = True,
 ) -> None:
     """Run the review once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
-    from cli.main import err, fail, out, parse_when, print_json, runtime
+    from cli.main import err, fail_with, out, parse_when, print_json, runtime
     from models.review import check_review_time
 
     when = parse_when(now)
@@ -60,7 +60,7 @@ def review(
 
             counts = sweep(rt.engine, rt.lifecycle, when, batch_size=batch_size).as_dict()
     except ForumflowError as exc:
-        fail(str(exc), exc.exit_code)
+        fail_with(exc)
     if as_json:
         print_json({"now": when.isoformat(), **counts})
         return
@@ -82,7 +82,7 @@ def serve(
 
     Starts a local Prefect server unless PREFECT_API_URL is set; Ctrl-C stops everything.
     """
-    from cli.main import fail, out, runtime
+    from cli.main import fail_with, out, runtime
 
     rt = runtime(ctx)
     from flows.serve import serve_flows
@@ -100,7 +100,7 @@ def serve(
     try:
         serve_flows(rt.settings, port=port, announce=say, on_ready=start_web)
     except ForumflowError as exc:
-        fail(str(exc), exc.exit_code)
+        fail_with(exc)
     except KeyboardInterrupt:  # before serving began (e.g. while the local server starts)
         pass
     finally:
@@ -114,13 +114,13 @@ def _start_web(rt: Runtime, port: int) -> BackgroundWebServer:
     """The web app in a thread of this process on 127.0.0.1:``port``; mail links of the flows point at it too."""
     import os
 
-    from cli.main import fail, out
+    from cli.main import fail_with, out
     from web.server import BackgroundWebServer
 
     try:
         site = BackgroundWebServer(rt, host="127.0.0.1", port=port).start()
     except ForumflowError as exc:
-        fail(str(exc), exc.exit_code)
+        fail_with(exc)
     # Flow runs (child processes) read their settings from the environment: the same base URL for their mail.
     os.environ["FORUMFLOW_BASE_URL"] = site.settings.base_url
     out.print(f"web app: {site.url}  (links in mail start with {site.settings.base_url})", markup=False, highlight=False)
@@ -143,7 +143,7 @@ def simulate(
     """
     from rich.table import Table
 
-    from cli.main import definition_of, fail, out, print_json, settings_of
+    from cli.main import definition_of, fail, fail_with, out, print_json, settings_of
     from flows.simulate import DEFAULT_START, SimulationConfig, result_json, run_simulation, summary_rows
 
     settings = settings_of(ctx)
@@ -161,7 +161,7 @@ def simulate(
     try:
         result, folder = run_simulation(settings, definition_of(settings), config, mail=mail)
     except ForumflowError as exc:
-        fail(str(exc), exc.exit_code)
+        fail_with(exc)
     if as_json:
         print_json(result_json(result) | {"folder": str(folder)})
     else:

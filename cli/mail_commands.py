@@ -6,14 +6,12 @@ inside the command functions.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from models.errors import ForumflowError
+from cli.reporting import reported
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -28,17 +26,6 @@ outbox_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
 )
-
-
-@contextlib.contextmanager
-def _reported() -> Iterator[None]:
-    """Expected errors become one line on stderr and their exit code."""
-    try:
-        yield
-    except ForumflowError as exc:
-        from cli.main import fail
-
-        fail(str(exc), exc.exit_code)
 
 
 def mail_sink(
@@ -62,7 +49,7 @@ def mail_sink(
         out.print(f"mail to {recipient}: {subject}", markup=False, highlight=False)
         out.file.flush()
 
-    with _reported():
+    with reported():
         run_sink(maildir, host, port, on_message=received)
 
 
@@ -88,7 +75,7 @@ def outbox(
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}", 2)
     rt = runtime(ctx)
-    with _reported(), session_scope(rt.engine) as session:
+    with reported(), session_scope(rt.engine) as session:
         query = select(Delivery, Event).outerjoin(Event, col(Event.id) == col(Delivery.event_id))
         if status is not None:
             query = query.where(col(Delivery.status) == status)
@@ -147,7 +134,7 @@ def outbox_retry(
     if status is not None and status not in RETRY_STATUSES:
         fail(f"cannot retry {status!r} deliveries; --status is one of: {', '.join(RETRY_STATUSES)}", 2)
     rt = runtime(ctx)
-    with _reported(), session_scope(rt.engine) as session:
+    with reported(), session_scope(rt.engine) as session:
         queued = retry_deliveries(session, now=now_utc(), status=status, ids=ids or ())
     if queued:
         out.print(f"queued {queued} {'delivery' if queued == 1 else 'deliveries'} again", markup=False, highlight=False)
@@ -178,11 +165,11 @@ def dispatch(
     when = parse_when(now)
     rt = runtime(ctx)
     if flow:
-        with _reported():
+        with reported():
             check_run_time(rt.engine, when, run="dispatch")  # refused before Prefect starts (it takes seconds)
         _dispatch_flow(rt.settings, when, as_json)
         return
-    with _reported():
+    with reported():
         report = dispatch_once(rt.engine, rt.settings, rt.lifecycle, now=when)
     s = report.send
     if as_json:
@@ -212,7 +199,7 @@ def _dispatch_flow(settings: Settings, when: dt.datetime, as_json: bool) -> None
     from cli.main import err, fail, print_json
     from flows.serve import flow_runs
 
-    with _reported(), flow_runs(settings, announce=err.line) as server:
+    with reported(), flow_runs(settings, announce=err.line) as server:
         from flows.dispatch import dispatch as dispatch_flow
 
         server.ready()

@@ -90,6 +90,19 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code=code)
 
 
+def fail_with(exc: ForumflowError, ctx: typer.Context | None = None) -> NoReturn:
+    """Print a domain error as one line and exit with its code. Bad input about a field that the command (``ctx``)
+    takes as an option names the option: ``title: must not be empty`` is printed as ``--title: must not be empty``."""
+    message = str(exc)
+    field, sep, rest = message.partition(": ")
+    if isinstance(exc, InvalidInputError) and sep and field.isidentifier() and ctx is not None:
+        for param in ctx.command.params:
+            if param.name in (field, f"{field}_file") and param.opts[0].startswith("--"):
+                message = f"{param.opts[0]}: {rest}"
+                break
+    fail(message, exc.exit_code)
+
+
 def settings_of(ctx: typer.Context) -> Settings:
     """Settings from the environment, overridden by the global options."""
     opts: _Options = ctx.find_root().obj
@@ -140,7 +153,7 @@ def runtime(ctx: typer.Context, *, sync_if_empty: bool = True) -> Runtime:
     except ForumDefinitionError as exc:
         fail(str(exc), 2)
     except ForumflowError as exc:  # the database cannot be reached, or its schema is behind: one line
-        fail(str(exc), exc.exit_code)
+        fail_with(exc)
     return opts.runtime
 
 
@@ -195,7 +208,7 @@ def guarded(func: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except ForumflowError as exc:
-            fail(str(exc), exc.exit_code)
+            fail_with(exc, kwargs.get("ctx"))
 
     return wrapper
 

@@ -6,26 +6,13 @@ inside the command functions.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from models.errors import ForumflowError
-
-
-@contextlib.contextmanager
-def _reported() -> Iterator[None]:
-    """Expected errors become one line on stderr and their exit code."""
-    try:
-        yield
-    except ForumflowError as exc:
-        from cli.main import fail
-
-        fail(str(exc), exc.exit_code)
+from cli.reporting import reported
 
 
 def read_body(path: Path) -> bytes:
@@ -55,7 +42,7 @@ def edit(
     from models.texts import text_edit
 
     body = read_body(body_file) if body_file is not None else None
-    with _reported():
+    with reported(ctx):
         data = text_edit(title=title, summary=summary, body=body)
         rt = runtime(ctx)
         with session_scope(rt.engine) as session:
@@ -80,7 +67,7 @@ def text(
     from models.texts import text_row, version_of, versions_of
 
     rt = runtime(ctx)
-    with _reported(), session_scope(rt.engine) as session:
+    with reported(ctx), session_scope(rt.engine) as session:
         row = text_row(version_of(session, proposal_id, version))
         count = len(versions_of(session, proposal_id))
     if as_json:
@@ -114,7 +101,7 @@ def diff(
     from models.texts import diff_view
 
     rt = runtime(ctx)
-    with _reported(), session_scope(rt.engine) as session:
+    with reported(ctx), session_scope(rt.engine) as session:
         view = diff_view(session, proposal_id, from_version=from_version, to_version=to_version)
     if as_json:
         print_json(view)

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.reporting import reported
+
 token_app = typer.Typer(help="Personal API tokens (sent as Authorization: Bearer ...).", no_args_is_help=True)
 
 
@@ -24,12 +26,11 @@ def create(
     name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. the script using it.")] = "cli",
 ) -> None:
     """Make a personal API token and print it (once: only its hash is kept)."""
-    from cli.main import err, guarded, now_utc, runtime
+    from cli.main import err, now_utc, runtime
     from models.db import session_scope
     from models.tokens import create_token
 
-    @guarded
-    def run() -> None:
+    with reported(ctx):
         rt = runtime(ctx)
         with session_scope(rt.engine) as session:
             new = create_token(session, actor, name=name, now=now_utc())
@@ -38,8 +39,6 @@ def create(
             "Send it as 'Authorization: Bearer <token>'.", markup=False, highlight=False,
         )
         print(new.raw)
-
-    run()
 
 
 @token_app.command("list")
@@ -52,13 +51,12 @@ def list_tokens(
     from rich.markup import escape
     from rich.table import Table
 
-    from cli.main import fail, guarded, out, print_json, runtime
+    from cli.main import fail, out, print_json, runtime
     from models.db import session_scope
     from models.tables import Member
     from models.tokens import tokens_of
 
-    @guarded
-    def run() -> None:
+    with reported(ctx):
         rt = runtime(ctx)
         with session_scope(rt.engine) as session:
             if session.get(Member, actor) is None:
@@ -79,8 +77,6 @@ def list_tokens(
             table.add_row(str(t.id), escape(t.name), _when(t.created_at), _when(t.last_used_at))
         out.print(table)
 
-    run()
-
 
 @token_app.command("revoke")
 def revoke(
@@ -88,18 +84,15 @@ def revoke(
     token_id: Annotated[int, typer.Argument(help="The token's id (see token list).")],
 ) -> None:
     """Revoke a token: requests sending it are refused from now on."""
-    from cli.main import guarded, now_utc, out, runtime
+    from cli.main import now_utc, out, runtime
     from models.db import session_scope
     from models.tokens import revoke_token
 
-    @guarded
-    def run() -> None:
+    with reported(ctx):
         rt = runtime(ctx)
         with session_scope(rt.engine) as session:
             row = revoke_token(session, token_id, now=now_utc())
         out.print(f"API token {row.id} ({row.name}) of {row.member} revoked", markup=False, highlight=False)
-
-    run()
 
 
 def register(app: typer.Typer) -> None:

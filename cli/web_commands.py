@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from cli.reporting import reported
+
 MAX_LINK_MINUTES = 7 * 24 * 60
 Host = Annotated[str, typer.Option("--host", help="Address the web app listens on.")]
 Port = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port the web app listens on.")]
@@ -50,15 +52,14 @@ def web_link(
 
     The link points at FORUMFLOW_BASE_URL or else, as ``forumflow web`` does, at ``--host`` and ``--port``.
     """
-    from cli.main import fail, guarded, now_utc, out, runtime
+    from cli.main import fail, now_utc, out, runtime
     from models.auth import grant_sign_in
     from models.db import session_scope
     from models.tables import Member
     from notifications.signin import sign_in_url
     from web.server import settings_for
 
-    @guarded
-    def run() -> None:
+    with reported(ctx):
         rt = runtime(ctx)
         with session_scope(rt.engine) as session:
             member = session.get(Member, handle)
@@ -67,8 +68,6 @@ def web_link(
             grant = grant_sign_in(session, member, now=now_utc(), valid=dt.timedelta(minutes=minutes))
         base_url = settings_for(rt.settings, host, port).base_url
         out.print(sign_in_url(base_url, grant.token), markup=False, highlight=False, soft_wrap=True)
-
-    run()
 
 
 def register(app: typer.Typer) -> None:

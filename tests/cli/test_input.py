@@ -213,6 +213,6 @@ def test_a_comment_over_the_limit_is_refused_as_the_api_refuses_it(cli: Invoke) 
     ok(cli("act", pid, "submit", "--as", "zhao.lei"))
     before = view(cli, pid)
     line = one_line_error(cli("act", pid, "return", "--as", "kuznetsov", "--comment", "x" * (COMMENT_MAX + 1)), 2)
-    assert line == f"error: comment: at most {COMMENT_MAX} characters (this one has {COMMENT_MAX + 1})"
+    assert line == f"error: --comment: at most {COMMENT_MAX} characters (this one has {COMMENT_MAX + 1})"
     assert view(cli, pid) == before
     ok(cli("act", pid, "return", "--as", "kuznetsov", "--comment", "x" * COMMENT_MAX))

@@ -42,4 +42,4 @@ def test_list_search(cli: Invoke) -> None:
     assert ids("--search", "cold", "--state", "drafted", "--group", "industry") == [en]
     assert ids() == [ru, zh, en]
     r = cli("list", "--search", "x" * 201)
-    assert r.code == 2 and r.stderr.strip() == "error: search: at most 200 characters"
+    assert r.code == 2 and r.stderr.strip() == "error: --search: at most 200 characters"

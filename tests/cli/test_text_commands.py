@@ -114,10 +114,10 @@ def test_edit_after_a_return_show_text_diff_and_export(ff: Invoke, tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "data", "message"),
     [
-        (["--body-file"], b"caf\xe9 au lait", "error: body: is not valid UTF-8 text (byte 3)"),
-        (["--body-file"], b"a\x00b", "error: body: must not contain a NUL character"),
-        (["--body-file"], b"x" * 200_001, "error: body: String should have at most 200000 characters"),
-        (["--title", "   "], None, "error: title: must not be empty"),
+        (["--body-file"], b"caf\xe9 au lait", "error: --body-file: is not valid UTF-8 text (byte 3)"),
+        (["--body-file"], b"a\x00b", "error: --body-file: must not contain a NUL character"),
+        (["--body-file"], b"x" * 200_001, "error: --body-file: String should have at most 200000 characters"),
+        (["--title", "   "], None, "error: --title: must not be empty"),
         ([], None, "error: nothing to edit: give a title, a summary or a body"),
     ],
 )
@@ -134,7 +134,7 @@ def test_bad_text_is_one_line_exit_2_and_nothing_written(
     assert view(ff, pid) == before
     if data is not None:  # proposing with the same body is refused the same way, and creates nothing
         p = ff("propose", "--group", "industry", "--as", "zhao.lei", "--title", "t", *args)
-        assert (p.code, p.stderr) == (2, message.replace("error: body:", "error: --body-file:") + "\n")
+        assert (p.code, p.stderr) == (2, message + "\n")
         assert [row["id"] for row in json.loads(ff("list", "--json").stdout)] == [int(pid)]
 
 

@@ -34,8 +34,8 @@ def test_create_list_revoke(cli: Invoke, tmp_path: Path) -> None:
 def test_bad_input(cli: Invoke) -> None:
     for args, code, message in [
         (("token", "create", "--as", "nobody"), 4, "error: member 'nobody' not found"),
-        (("token", "create", "--as", "kuznetsov", "--name", " "), 2, "error: name: must not be empty"),
-        (("token", "create", "--as", "kuznetsov", "--name", "x" * 101), 2, "error: name: at most 100 characters"),
+        (("token", "create", "--as", "kuznetsov", "--name", " "), 2, "error: --name: must not be empty"),
+        (("token", "create", "--as", "kuznetsov", "--name", "x" * 101), 2, "error: --name: at most 100 characters"),
         (("token", "revoke", "7"), 4, "error: API token 7 not found"),
         (("token", "revoke", "99999999999999999999"), 4, "error: API token 99999999999999999999 not found"),
         (("token", "list", "--as", "nobody"), 4, "error: member 'nobody' not found"),
