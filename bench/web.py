@@ -1,6 +1,7 @@
 """The web app under load: one uvicorn worker on SQLite, 20 clients on loopback, beside the lifecycle called directly.
 
-Run: python bench/web.py [--proposals N] [--clients C] [--rate R] [--seconds S] [--page-requests P] [--profile FILE]
+Run: python bench/web.py [--proposals N] [--repeats K] [--clients C] [--rate R] [--seconds S] [--page-requests P]
+                         [--profile FILE]
 
 Two load models, both printed, both in the JSON line:
 
@@ -21,15 +22,17 @@ while that is well below 1. ``--rate`` sets another.
 What runs:
 
 1. The lifecycle called directly (the baseline): N proposals in their endorsement round; the eight heads of
-   region endorse each one, one transaction each, one thread; before the HTTP runs and again after them (the
-   two taken together, so the machine's other load weighs on both sides alike). Actions per second.
+   region endorse each one, one transaction each, one thread; before the HTTP runs and again after each saturation
+   run of the actions (each HTTP run is compared with the direct runs just before and after it, so the machine's
+   other load weighs on both sides alike). Actions per second.
 2. uvicorn (``--factory web.app:create_app``, one worker) on a database prepared the same way (N proposals for
    the saturation run, about R*S/8 more for the paced one), then:
    * the proposal page ``/proposals/{id}`` (text, the reader's buttons, the endorsement board, the timeline) of
      a proposal in its round, read with a session cookie: paced, then saturation (P reads per client);
    * ``POST /api/v1/proposals/{id}/actions/endorse`` with a Bearer token and ``If-Match`` (the ETag of the
      previous answer), the eight heads in turn per proposal (the last one also closes the round by consensus):
-     paced over the paced proposals, then saturation over the N proposals.
+     paced over the paced proposals, then saturation over N proposals, K times (``--repeats``, default 3), each
+     time on N proposals of its own. The ratio is the median of the K ratios.
    The server's CPU time per request (from /proc) is reported beside each run.
 
 The clients are a small HTTP/1.1 client on asyncio streams (keep-alive, one connection per client), so the load
@@ -51,6 +54,7 @@ import datetime as dt
 import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -397,13 +401,16 @@ def main() -> None:
     """Measure and print; the last line is JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proposals", type=int, default=300,
-                        help="proposals endorsed in the saturation run (and directly): 2,400 actions, a few seconds")
+                        help="proposals endorsed in each saturation run (and directly): 2,400 actions, a few seconds")
+    parser.add_argument("--repeats", type=int, default=3, help="saturation runs of the actions, each beside direct runs")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second in all, in the paced runs")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each paced run")
     parser.add_argument("--page-requests", type=int, default=25, help="page reads per client in the saturation run")
     parser.add_argument("--profile", metavar="FILE", help="run the server under cProfile (every thread), stats to FILE")
     args = parser.parse_args()
+    if args.repeats < 1 or args.proposals < 1:
+        parser.error("--repeats and --proposals must be at least 1")
     paced_requests = max(args.clients, round(args.rate * args.seconds))
     # As many proposals for each client (8 actions each), so every client's schedule ends together.
     paced_proposals = args.clients * max(1, math.ceil(paced_requests / len(HEADS) / args.clients))
@@ -411,24 +418,30 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        # The baseline is measured twice, before and after the HTTP runs, and taken together: the machine's other
-        # load then weighs on both sides alike.
-        direct_actions, direct_seconds = direct_run(folder / "direct-before", args.proposals)
-        runtime, ids = prepare(folder / "http", args.proposals + paced_proposals)
-        saturation_ids, paced_ids = ids[:args.proposals], ids[args.proposals:]
+        # The baseline before the HTTP runs and after each saturation run: each saturation run is compared with the
+        # direct runs on either side of it, so the machine's other load weighs on both sides alike.
+        directs = [direct_run(folder / "direct-0", args.proposals)]
+        runtime, ids = prepare(folder / "http", args.proposals * args.repeats + paced_proposals)
+        saturation_ids, paced_ids = ids[:args.proposals * args.repeats], ids[args.proposals * args.repeats:]
         tokens, cookie = credentials(runtime)
         port = free_port()
         server = start_server(folder / "http", port, args.profile)
         per_client = max(1, math.ceil(paced_requests / args.clients))
+        action_sats: list[Run] = []
         try:
             path = asyncio.run(page_path(port, cookie, ids[0]))
             page_paced = asyncio.run(page_run(port, server.pid, path, cookie, args.clients, per_client, args.rate))
             page_sat = asyncio.run(page_run(port, server.pid, path, cookie, args.clients, args.page_requests, None))
             action_paced = asyncio.run(action_run(port, server.pid, paced_ids, tokens, args.clients, args.rate))
-            action_sat = asyncio.run(action_run(port, server.pid, saturation_ids, tokens, args.clients, None))
+            for k in range(args.repeats):
+                mine = saturation_ids[k * args.proposals:(k + 1) * args.proposals]
+                action_sats.append(asyncio.run(action_run(port, server.pid, mine, tokens, args.clients, None)))
+                directs.append(direct_run(folder / f"direct-{k + 1}", args.proposals))
         finally:
             server.terminate()
             server.wait(timeout=60)
+        # The middle saturation run (by rate) stands for them all in the figures; the ratio is the median of all.
+        action_sat = sorted(action_sats, key=lambda r: r.rate)[len(action_sats) // 2]
         # The framework alone, on the same requests: what FastAPI and uvicorn cost before forumflow does anything.
         floor_port = free_port()
         floor_server = start_server(folder / "http", floor_port, factory="bench.web_floor:create_app", ready=("/none", 404),
@@ -439,21 +452,26 @@ def main() -> None:
         finally:
             floor_server.terminate()
             floor_server.wait(timeout=60)
-        after_actions, after_seconds = direct_run(folder / "direct-after", args.proposals)
-        direct_actions, direct_seconds = direct_actions + after_actions, direct_seconds + after_seconds
         with session_scope(runtime.engine) as s:
             endorsed = sum(1 for pid in ids if (p := s.get(Proposal, pid)) is not None and p.state == "endorsed")
         runtime.engine.dispose()
 
     assert endorsed == len(ids), f"{endorsed} of {len(ids)} proposals reached consensus through HTTP"
-    direct_rate = direct_actions / direct_seconds
+    direct_rates = [actions / seconds for actions, seconds in directs]
+    # Each saturation run against the direct runs just before and after it (their actions over their time).
+    ratios = [
+        run.rate / ((directs[k][0] + directs[k + 1][0]) / (directs[k][1] + directs[k + 1][1]))
+        for k, run in enumerate(action_sats)
+    ]
+    ratio = statistics.median(ratios)
+    direct_rate = statistics.median(direct_rates)
     direct_ms = 1000 / direct_rate
-    ratio = action_sat.rate / direct_rate
     figures: dict[str, Any] = {
         **page_paced.figures("paced_page"), **action_paced.figures("paced_action"),
         **page_sat.figures("saturation_page"), **action_sat.figures("saturation_action"),
-        "direct_actions_per_s": round(direct_rate, 1), "direct_ms": round(direct_ms, 3),
-        **floor.figures("floor_action"), "answer_bytes": action_sat.answer_bytes,
+        "saturation_action_per_s_runs": [round(r.rate, 1) for r in action_sats],
+        "direct_actions_per_s": round(direct_rate, 1), "direct_actions_per_s_runs": [round(r, 1) for r in direct_rates],
+        "direct_ms": round(direct_ms, 3), **floor.figures("floor_action"), "answer_bytes": action_sat.answer_bytes,
     }
     floor_ms = floor.server_cpu / len(floor.latencies) * 1000
     # The most the ratio can be: every request costing the framework's floor and the action itself, nothing more.
@@ -469,19 +487,23 @@ def main() -> None:
               f"p99 {figures[key + '_p99_ms']} ms (target <= {target:g}: {met(figures[key + '_p99_ms'], target, at_most=True)}), "
               f"max {figures[key + '_max_ms']} ms; server CPU {figures[key + '_server_cpu_ms']} ms each")
     print(f"saturation (closed loop, {args.clients} requests always in flight):")
-    for name, run, key in (("proposal page", page_sat, "saturation_page"), ("endorse", action_sat, "saturation_action")):
+    for name, run, key in (("proposal page", page_sat, "saturation_page"),
+                           (f"endorse (the middle of {args.repeats} runs)", action_sat, "saturation_action")):
         print(f"  {name}: {len(run.latencies)} requests, {run.rate:.0f}/s, p50 {figures[key + '_p50_ms']} ms, "
               f"p99 {figures[key + '_p99_ms']} ms; server CPU {figures[key + '_server_cpu_ms']} ms each")
-    print(f"actions per second: HTTP at saturation {action_sat.rate:.0f}, lifecycle called directly {direct_rate:.0f} "
-          f"({figures['direct_ms']} ms each): ratio {ratio:.2f} "
+    print(f"actions per second: HTTP at saturation {' / '.join(f'{r.rate:.0f}' for r in action_sats)}, lifecycle called "
+          f"directly {' / '.join(f'{r:.0f}' for r in direct_rates)} (median {figures['direct_ms']} ms each); ratios "
+          f"{' / '.join(f'{r:.2f}' for r in ratios)}, median {ratio:.2f} "
           f"(target >= {TARGETS['saturation_ratio']}: {met(ratio, TARGETS['saturation_ratio'], at_most=False)})")
     print(f"the framework alone (bench/web_floor.py: FastAPI and uvicorn, the same route and requests, a fixed answer of "
           f"{action_sat.answer_bytes} bytes): {floor.rate:.0f}/s, server CPU {floor_ms:.3f} ms each; with nothing but it and "
           f"the action, the ratio would be {ratio_ceiling:.2f}; forumflow's own work per request beside the action: "
           f"{figures['saturation_action_server_cpu_ms'] - floor_ms - direct_ms:.3f} ms")
-    emit("web", figures, {"http_vs_direct": round(ratio, 3), "ceiling_with_framework_alone": round(ratio_ceiling, 3)},
-         params={"clients": args.clients, "rate": args.rate, "seconds": args.seconds, "proposals": args.proposals,
-                 "paced_proposals": paced_proposals, "page_requests": args.page_requests, "page": "/proposals/{id}",
+    emit("web", figures, {"http_vs_direct": round(ratio, 3), "http_vs_direct_runs": [round(r, 3) for r in ratios],
+                          "ceiling_with_framework_alone": round(ratio_ceiling, 3)},
+         params={"repeats": args.repeats, "clients": args.clients, "rate": args.rate, "seconds": args.seconds,
+                 "proposals": args.proposals, "paced_proposals": paced_proposals, "page_requests": args.page_requests,
+                 "page": "/proposals/{id}",
                  "load_before": round(load_before, 2), "load_after": round(load_after, 2)},
          targets=TARGETS)
 

@@ -54,6 +54,8 @@ Refusal = Callable[[Session, Caller, dt.datetime, ForumflowError], BaseException
 REFUSALS = (ForumflowError, ApiProblem, NotSignedInError, CsrfError)
 # The most units one group commits: the write lock and the loop are held that long (about 0.2 ms a unit).
 GROUP_MAX = 64
+# The most turns of the loop a group waits for units still arriving (see GroupCommit._filled).
+FILL_TURNS = 4
 
 
 class _Busy(Exception):
@@ -146,8 +148,9 @@ class _Waiting(Generic[T]):
 class GroupCommit:
     """The SQLite writes of one app on one event loop, committed in groups (group commit).
 
-    A unit waits for the loop's next turn. Every unit that has arrived by then (up to ``GROUP_MAX``) runs in one
-    transaction, one after the other in the order they came, and one commit ends them all. Under load that spares
+    A unit waits for the loop's next turn, and for a few more while other units keep arriving (``_filled``). Every
+    unit that has arrived by then (up to ``GROUP_MAX``) runs in one transaction, one after the other in the order
+    they came, and one commit ends them all. Under load that spares
     each unit most of its own transaction: the session, the connection's set-up, BEGIN and COMMIT, and the pages of
     the write-ahead log that several units change. A lone unit is a group of one and waits for nothing.
 
@@ -181,17 +184,28 @@ class GroupCommit:
         try:
             async with self.state.admission:
                 while self.waiting:
+                    await self._filled()
                     group = [w for w in self.waiting[:GROUP_MAX] if not w.outcome.done()]
                     del self.waiting[:GROUP_MAX]
                     if group:
-                        self._commit(group)
-                    await asyncio.sleep(0)  # the answers go out, and what arrives meanwhile joins the next group
+                        self._commit(group)  # its answers go out at the next turn (in _filled, if more wait)
         finally:
             self.task = None
             for waiting in self.waiting:  # only if the drain itself was cancelled: nobody is left waiting for ever
                 if not waiting.outcome.done():
                     waiting.outcome.set_result(_ALONE)
             self.waiting = []
+
+    async def _filled(self) -> None:
+        """Wait while units keep arriving: a turn of the loop at a time, as long as the last turn brought new ones
+        (at most ``FILL_TURNS`` turns, or until a group is full). Requests already read from the network then join
+        the group instead of the next one; a lone unit waits one turn."""
+        seen = 0
+        for _ in range(FILL_TURNS):
+            if len(self.waiting) == seen or len(self.waiting) >= GROUP_MAX:
+                return
+            seen = len(self.waiting)
+            await asyncio.sleep(0)
 
     def _commit(self, group: list[_Waiting[Any]]) -> None:
         """Run the group in one transaction and commit it; then every unit's outcome is set."""

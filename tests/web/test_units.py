@@ -330,3 +330,23 @@ def test_a_failed_commit_is_not_run_again(app: FastAPI, sqlite_only: Engine, lif
     assert runs == pids  # once each: a commit that failed may have committed
     for pid in pids:
         _submitted_once(forum, pid)
+
+
+def test_units_that_arrive_on_the_next_turns_of_the_loop_join_the_group(
+    app: FastAPI, sqlite_only: Engine, lifecycle: Lifecycle,
+) -> None:
+    forum = sqlite_only
+    pids, runs = [make_proposal(forum, lifecycle) for _ in range(3)], []
+    group = [_unit(forum, AUTHOR, _submits(lifecycle, pid, runs)) for pid in pids]
+
+    async def one_a_turn() -> list[Any]:
+        commit, tasks = units.GroupCommit(app.state.web), []
+        for unit in group:  # as requests read one after the other from the network
+            tasks.append(asyncio.create_task(commit.submit(unit)))
+            await asyncio.sleep(0)
+        return list(await asyncio.gather(*tasks))
+
+    with threads_of(forum) as seen:
+        answers = asyncio.run(one_a_turn())
+    assert [[e.action for e in events] for _, events in answers] == [["submit"]] * 3
+    assert len(seen["commits"]) == 1 and runs == pids
