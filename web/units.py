@@ -150,9 +150,9 @@ class GroupCommit:
 
     A unit waits for the loop's next turn, and for a few more while other units keep arriving (``_filled``). Every
     unit that has arrived by then (up to ``GROUP_MAX``) runs in one transaction, one after the other in the order
-    they came, and one commit ends them all. Under load that spares
-    each unit most of its own transaction: the session, the connection's set-up, BEGIN and COMMIT, and the pages of
-    the write-ahead log that several units change. A lone unit is a group of one and waits for nothing.
+    they came, and one commit ends them all. Under load that spares each unit most of its own transaction: the
+    session, the connection's set-up, BEGIN and COMMIT, and the pages of the write-ahead log that several units
+    change. A lone unit is a group of one, one turn of the loop later.
 
     Each unit sees the database as the units before it in the group left it, exactly as if they had committed one
     by one. A unit refused (its caller, or its work by the rules) must have written nothing, and SQLite's count of
