@@ -36,8 +36,8 @@ def create_api(state: WebState) -> FastAPI:
     api.state.web = state
     install_api_handlers(api)
     api.add_middleware(ApiGate, session_cookie=SESSION_COOKIE, csrf_header=CSRF_HEADER, safe_methods=SAFE_METHODS)
+    api.include_router(proposals.router)  # first: it holds the busiest route (routes are tried in order)
     api.include_router(me.router)
-    api.include_router(proposals.router)
     api.include_router(forum.router)
     _document_choices(api, state)
     return api

@@ -138,6 +138,71 @@ def _stale(exc: ConflictError) -> ApiProblem:
     return ApiProblem(412, f"{exc}")
 
 
+# ---------------------------------------------------------------------- taking actions
+# The first route of the router: FastAPI tries a router's routes in order, and this is the API's busiest one.
+@router.post(
+    "/{proposal_id}/actions/{action}", response_model=EventsOut,
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(*WRITE)},
+)
+async def take_action(
+    request: Request,
+    proposal_id: ProposalId,
+    action: Annotated[str, Path(max_length=40, description="The action, e.g. submit, recommend, endorse, approve.")],
+    body: Annotated[ActionIn | None, Body()] = None, if_match: IfMatch = None,
+) -> Response:
+    """Take an action as the caller; returns the events written (an endorsement may complete consensus too).
+
+    The busiest write of the API, so its database work is one unit (``web.units``): the caller, the action and
+    the commit, on the event loop on SQLite. The answer is then built from what the action read and wrote.
+    """
+    state: WebState = request.app.state.web
+    given = body or ActionIn()
+    work = functools.partial(_act, state, proposal_id, action, given, if_match)
+    refusal = functools.partial(_act_refused, state, proposal_id, action, if_match)
+    who, (events, p, allowed, text) = await write_unit(request, work, refusal)
+    now = request_time(request)
+    answer = EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail_of(state, p, who, now, allowed, text))
+    return Response(answer.model_dump_json(), media_type="application/json", headers={"ETag": etag_of(p)})
+
+
+def _act(
+    state: WebState, proposal_id: int, action: str, given: ActionIn, if_match: str | None,
+    db: Session, who: Caller, now: dt.datetime,
+) -> tuple[list[Event], Proposal, list[AllowedAction], TextInfo]:
+    """The action in ``db`` (not committed): the events written, the proposal as they left it, the actions possible
+    then, and its current text. A refusal is answered by ``_act_refused``."""
+    lifecycle = state.runtime.lifecycle
+    if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
+        raise unknown_action(action, lifecycle.actions)
+    expected = _named_version(proposal_id, if_match)
+    if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
+        expected = _matching(db, proposal_id, if_match).version
+    kept: list[Proposal] = []
+    allowed: list[AllowedAction] = []
+    events = lifecycle.apply(
+        db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
+        expected_version=expected, changed=kept, allowed_after=allowed,
+    )
+    (p,) = kept  # the row apply read and changed
+    return events, p, allowed, text_info(db, p)  # the text in the action's transaction: one small read
+
+
+def _act_refused(
+    state: WebState, proposal_id: int, action: str, if_match: str | None,
+    db: Session, who: Caller, now: dt.datetime, exc: ForumflowError,
+) -> BaseException:
+    """The answer to the action's refusal, read with nothing of the action in ``db``: as if If-Match had been checked
+    first (404 or 412 before anything else), else the lifecycle's own refusal. An unknown action stays 422."""
+    if action not in state.runtime.lifecycle.actions:
+        return exc
+    _matching(db, proposal_id, if_match)
+    if isinstance(exc, NotAllowedError):
+        return _refused(db, state, exc, proposal_id, who, now)
+    if isinstance(exc, ConflictError):
+        return _stale(exc)
+    return exc
+
+
 # ---------------------------------------------------------------------- reading
 @router.get("", response_model=ProposalListOut, responses=problem_responses(*READ))
 def list_proposals(
@@ -277,66 +342,3 @@ def edit_proposal(
         raise _stale(exc) from None
     response.headers["ETag"] = etag_of(p)
     return _detail(db, state, p, who, now)
-
-
-@router.post(
-    "/{proposal_id}/actions/{action}", response_model=EventsOut,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(*WRITE)},
-)
-async def take_action(
-    request: Request,
-    proposal_id: ProposalId,
-    action: Annotated[str, Path(max_length=40, description="The action, e.g. submit, recommend, endorse, approve.")],
-    body: Annotated[ActionIn | None, Body()] = None, if_match: IfMatch = None,
-) -> Response:
-    """Take an action as the caller; returns the events written (an endorsement may complete consensus too).
-
-    The busiest write of the API, so its database work is one unit (``web.units``): the caller, the action and
-    the commit, on the event loop on SQLite. The answer is then built from what the action read and wrote.
-    """
-    state: WebState = request.app.state.web
-    given = body or ActionIn()
-    work = functools.partial(_act, state, proposal_id, action, given, if_match)
-    refusal = functools.partial(_act_refused, state, proposal_id, action, if_match)
-    who, (events, p, allowed, text) = await write_unit(request, work, refusal)
-    now = request_time(request)
-    answer = EventsOut(events=[EventOut.of(e) for e in events], proposal=_detail_of(state, p, who, now, allowed, text))
-    return Response(answer.model_dump_json(), media_type="application/json", headers={"ETag": etag_of(p)})
-
-
-def _act(
-    state: WebState, proposal_id: int, action: str, given: ActionIn, if_match: str | None,
-    db: Session, who: Caller, now: dt.datetime,
-) -> tuple[list[Event], Proposal, list[AllowedAction], TextInfo]:
-    """The action in ``db`` (not committed): the events written, the proposal as they left it, the actions possible
-    then, and its current text. A refusal is answered by ``_act_refused``."""
-    lifecycle = state.runtime.lifecycle
-    if action not in lifecycle.actions:  # bad input first: 422 whatever the ETag
-        raise unknown_action(action, lifecycle.actions)
-    expected = _named_version(proposal_id, if_match)
-    if expected is None:  # no single version of this proposal named: _matching answers (428, 404 or 412)
-        expected = _matching(db, proposal_id, if_match).version
-    kept: list[Proposal] = []
-    allowed: list[AllowedAction] = []
-    events = lifecycle.apply(
-        db, proposal_id, action, who.member.handle, comment=given.comment, percent=given.percent, now=now,
-        expected_version=expected, changed=kept, allowed_after=allowed,
-    )
-    (p,) = kept  # the row apply read and changed
-    return events, p, allowed, text_info(db, p)  # the text in the action's transaction: one small read
-
-
-def _act_refused(
-    state: WebState, proposal_id: int, action: str, if_match: str | None,
-    db: Session, who: Caller, now: dt.datetime, exc: ForumflowError,
-) -> BaseException:
-    """The answer to the action's refusal, read with nothing of the action in ``db``: as if If-Match had been checked
-    first (404 or 412 before anything else), else the lifecycle's own refusal. An unknown action stays 422."""
-    if action not in state.runtime.lifecycle.actions:
-        return exc
-    _matching(db, proposal_id, if_match)
-    if isinstance(exc, NotAllowedError):
-        return _refused(db, state, exc, proposal_id, who, now)
-    if isinstance(exc, ConflictError):
-        return _stale(exc)
-    return exc
