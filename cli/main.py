@@ -97,7 +97,7 @@ def fail_with(exc: ForumflowError, ctx: typer.Context | None = None) -> NoReturn
     field, sep, rest = message.partition(": ")
     if isinstance(exc, InvalidInputError) and sep and field.isidentifier() and ctx is not None:
         for param in ctx.command.params:
-            if param.name in (field, f"{field}_file") and param.opts[0].startswith("--"):
+            if param.name in (field, f"{field}_file") and param.opts and param.opts[0].startswith("--"):
                 message = f"{param.opts[0]}: {rest}"
                 break
     fail(message, exc.exit_code)
