@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.reporting import reported
 from models.clock import utc
-from models.errors import ForumflowError, InvalidInputError
+from models.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from models.runtime import Runtime
@@ -40,12 +41,12 @@ def review(
     ] = True,
 ) -> None:
     """Run the review once: reminders, escalations, silence procedure, term hand-over, progress reviews."""
-    from cli.main import err, fail_with, out, parse_when, print_json, runtime
+    from cli.main import err, out, parse_when, print_json, runtime
     from models.review import check_review_time
 
     when = parse_when(now)
     rt = runtime(ctx)
-    try:
+    with reported(ctx):
         check_review_time(rt.engine, when)  # refused before Prefect starts (it takes seconds)
         if flow:
             from flows.serve import flow_runs
@@ -59,8 +60,6 @@ def review(
             from models.review import sweep
 
             counts = sweep(rt.engine, rt.lifecycle, when, batch_size=batch_size).as_dict()
-    except ForumflowError as exc:
-        fail_with(exc)
     if as_json:
         print_json({"now": when.isoformat(), **counts})
         return
@@ -82,7 +81,7 @@ def serve(
 
     Starts a local Prefect server unless PREFECT_API_URL is set; Ctrl-C stops everything.
     """
-    from cli.main import fail_with, out, runtime
+    from cli.main import out, runtime
 
     rt = runtime(ctx)
     from flows.serve import serve_flows
@@ -98,9 +97,8 @@ def serve(
             site.append(_start_web(rt, web_port))
 
     try:
-        serve_flows(rt.settings, port=port, announce=say, on_ready=start_web)
-    except ForumflowError as exc:
-        fail_with(exc)
+        with reported(ctx):
+            serve_flows(rt.settings, port=port, announce=say, on_ready=start_web)
     except KeyboardInterrupt:  # before serving began (e.g. while the local server starts)
         pass
     finally:
@@ -114,13 +112,11 @@ def _start_web(rt: Runtime, port: int) -> BackgroundWebServer:
     """The web app in a thread of this process on 127.0.0.1:``port``; mail links of the flows point at it too."""
     import os
 
-    from cli.main import fail_with, out
+    from cli.main import out
     from web.server import BackgroundWebServer
 
-    try:
+    with reported():
         site = BackgroundWebServer(rt, host="127.0.0.1", port=port).start()
-    except ForumflowError as exc:
-        fail_with(exc)
     # Flow runs (child processes) read their settings from the environment: the same base URL for their mail.
     os.environ["FORUMFLOW_BASE_URL"] = site.settings.base_url
     out.print(f"web app: {site.url}  (links in mail start with {site.settings.base_url})", markup=False, highlight=False)
@@ -143,7 +139,7 @@ def simulate(
     """
     from rich.table import Table
 
-    from cli.main import definition_of, fail, fail_with, out, print_json, settings_of
+    from cli.main import definition_of, fail, out, print_json, settings_of
     from flows.simulate import DEFAULT_START, SimulationConfig, result_json, run_simulation, summary_rows
 
     settings = settings_of(ctx)
@@ -158,10 +154,8 @@ def simulate(
     except (InvalidInputError, OverflowError):
         fail(f"--start {begin:%Y-%m-%d} --days {days}: the simulated span must lie within the years 1970 to 2999", 2)
     config = SimulationConfig(proposals=proposals, days=days, seed=seed, start=begin)
-    try:
+    with reported(ctx):
         result, folder = run_simulation(settings, definition_of(settings), config, mail=mail)
-    except ForumflowError as exc:
-        fail_with(exc)
     if as_json:
         print_json(result_json(result) | {"folder": str(folder)})
     else:

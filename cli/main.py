@@ -203,12 +203,12 @@ def guarded(func: Any) -> Any:
     """Turn expected domain errors into a one-line message and their exit code."""
     import functools
 
+    from cli.reporting import reported
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with reported(kwargs.get("ctx")):
             return func(*args, **kwargs)
-        except ForumflowError as exc:
-            fail_with(exc, kwargs.get("ctx"))
 
     return wrapper
 
@@ -498,12 +498,13 @@ def list_(
 
 
 def _check_group(rt: Runtime, group: str) -> None:
-    """A --group that names no working group of the forum: exit 2, naming the groups there are."""
+    """A --group that names no working group of the forum: the lifecycle's bad input (exit 2 naming the groups there
+    are, as ``--group``, through ``guarded``)."""
     from models.lifecycle import unknown_group
 
     keys = [g.key for g in rt.definition.working_groups]
     if group not in keys:
-        fail(f"--{unknown_group(group, keys)}", 2)  # the lifecycle's "group: ..." line, with the flag's dashes
+        raise unknown_group(group, keys)
 
 
 def _hint_demo_database(rt: Runtime) -> None:
