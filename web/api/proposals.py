@@ -134,8 +134,14 @@ def _refused(db: Session, state: WebState, exc: NotAllowedError, proposal_id: in
     )
 
 
-def _stale(exc: ConflictError) -> ApiProblem:
-    return ApiProblem(412, f"{exc}")
+def _answer(db: Session, state: WebState, exc: ForumflowError, proposal_id: int, who: Caller, now: dt.datetime) -> BaseException:
+    """What answers a write's domain error: a refusal with the actions possible now (``_refused``), 412 for a stale
+    version, else the error itself. ``db`` must hold nothing of the refused write."""
+    if isinstance(exc, NotAllowedError):
+        return _refused(db, state, exc, proposal_id, who, now)
+    if isinstance(exc, ConflictError):
+        return ApiProblem(412, f"{exc}")
+    return exc
 
 
 # ---------------------------------------------------------------------- taking actions
@@ -196,11 +202,7 @@ def _act_refused(
     if action not in state.runtime.lifecycle.actions:
         return exc
     _matching(db, proposal_id, if_match)
-    if isinstance(exc, NotAllowedError):
-        return _refused(db, state, exc, proposal_id, who, now)
-    if isinstance(exc, ConflictError):
-        return _stale(exc)
-    return exc
+    return _answer(db, state, exc, proposal_id, who, now)
 
 
 # ---------------------------------------------------------------------- reading
@@ -334,11 +336,8 @@ def edit_proposal(
     p = _matching(db, proposal_id, if_match)
     try:
         state.runtime.lifecycle.edit(db, proposal_id, who.member.handle, edit, now=now, expected_version=p.version)
-    except NotAllowedError as exc:
+    except (NotAllowedError, ConflictError) as exc:
         db.rollback()  # nothing of the refused edit stays (a failed flush leaves the session needing it)
-        raise _refused(db, state, exc, proposal_id, who, now) from None
-    except ConflictError as exc:
-        db.rollback()
-        raise _stale(exc) from None
+        raise _answer(db, state, exc, proposal_id, who, now) from None
     response.headers["ETag"] = etag_of(p)
     return _detail(db, state, p, who, now)
