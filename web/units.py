@@ -191,9 +191,7 @@ class GroupCommit:
                         self._commit(group)  # its answers go out at the next turn (in _filled, if more wait)
         finally:
             self.task = None
-            for waiting in self.waiting:  # only if the drain itself was cancelled: nobody is left waiting for ever
-                if not waiting.outcome.done():
-                    waiting.outcome.set_result(_ALONE)
+            _settle(self.waiting, _ALONE)  # only if the drain itself was cancelled: nobody is left waiting for ever
             self.waiting = []
 
     async def _filled(self) -> None:
@@ -243,13 +241,8 @@ class GroupCommit:
                 log.error("the commit of a group of %d API writes failed: %s", len(group), exc)
                 _settle(group, exc)
                 return
-        for waiting, result, refusal in outcomes:
-            if waiting.outcome.done():  # its request went away meanwhile: what it wrote stays, as it would alone
-                continue
-            if refusal is None:
-                waiting.outcome.set_result(result)
-            else:
-                waiting.outcome.set_exception(refusal)
+        for waiting, result, refusal in outcomes:  # a request gone meanwhile: what it wrote stays, as it would alone
+            _give(waiting, result if refusal is None else refusal)
 
 
 def _wrote_nothing(db: Session, driver: Any, changes: int, refused: BaseException) -> None:
@@ -259,15 +252,20 @@ def _wrote_nothing(db: Session, driver: Any, changes: int, refused: BaseExceptio
         raise RuntimeError(f"a refused API write left changes behind ({refused})")
 
 
+def _give(waiting: _Waiting[Any], outcome: Any) -> None:
+    """Give a unit still waiting its outcome (a result, or an exception to raise); nothing if it waits no more."""
+    if waiting.outcome.done():
+        return
+    if isinstance(outcome, BaseException):
+        waiting.outcome.set_exception(outcome)
+    else:
+        waiting.outcome.set_result(outcome)
+
+
 def _settle(group: list[_Waiting[Any]], outcome: Any) -> None:
-    """Give every unit of the group still waiting the same outcome (a result, or an exception)."""
+    """Give every unit of the group still waiting the same outcome."""
     for waiting in group:
-        if waiting.outcome.done():
-            continue
-        if isinstance(outcome, BaseException):
-            waiting.outcome.set_exception(outcome)
-        else:
-            waiting.outcome.set_result(outcome)
+        _give(waiting, outcome)
 
 
 def group_commit(request: Request) -> GroupCommit:
