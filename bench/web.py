@@ -26,7 +26,7 @@ What runs:
    run of the actions (each HTTP run is compared with the direct runs just before and after it, so the machine's
    other load weighs on both sides alike). Actions per second.
 2. uvicorn (``--factory web.app:create_app``, one worker) on a database prepared the same way (N proposals for
-   the saturation run, about R*S/8 more for the paced one), then:
+   each saturation run, about R*S/8 more for the paced one), then:
    * the proposal page ``/proposals/{id}`` (text, the reader's buttons, the endorsement board, the timeline) of
      a proposal in its round, read with a session cookie: paced, then saturation (P reads per client);
    * ``POST /api/v1/proposals/{id}/actions/endorse`` with a Bearer token and ``If-Match`` (the ETag of the
