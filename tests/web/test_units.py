@@ -86,6 +86,18 @@ def test_an_action_is_one_unit_on_the_event_loop_on_sqlite_and_in_a_worker_threa
     assert (thread == WORKER) == (forum.dialect.name != "sqlite")
 
 
+def _holding(forum: Engine, *, seconds: float) -> subprocess.Popen[str]:
+    """Another process writing: it holds SQLite's write lock for ``seconds`` (returned once it holds it)."""
+    holder = (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE');"
+        " print('held', flush=True); time.sleep(float(sys.argv[2])); c.execute('COMMIT')"
+    )
+    other = subprocess.Popen([sys.executable, "-c", holder, str(forum.url.database), str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None and other.stdout.readline().strip() == "held"
+    return other
+
+
 @pytest.fixture
 def sqlite_only(forum: Engine) -> Engine:
     if forum.dialect.name != "sqlite":
@@ -125,12 +137,7 @@ def test_another_process_holding_sqlite_sends_the_unit_to_a_worker_thread_and_th
 ) -> None:
     forum = sqlite_only
     pid, url, headers = _draft(client, forum, lifecycle)
-    holder = (  # another process writing: it holds SQLite's write lock for a second
-        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE');"
-        " print('held', flush=True); time.sleep(1.0); c.execute('COMMIT')"
-    )
-    other = subprocess.Popen([sys.executable, "-c", holder, str(forum.url.database)], stdout=subprocess.PIPE, text=True)
-    assert other.stdout is not None and other.stdout.readline().strip() == "held"
+    other = _holding(forum, seconds=1.0)
     started = time.monotonic()
     with threads_of(forum) as seen:
         r = client.post(url, headers=headers)
@@ -240,12 +247,7 @@ def test_another_process_holding_sqlite_sends_every_unit_of_the_group_to_a_worke
     forum = sqlite_only
     pids = [make_proposal(forum, lifecycle, state="reviewed") for _ in range(3)]
     requests = [_endorsement(client, forum, pid, ONE_HEAD_PER_STATE[0]) for pid in pids]
-    holder = (
-        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE');"
-        " print('held', flush=True); time.sleep(0.5); c.execute('COMMIT')"
-    )
-    other = subprocess.Popen([sys.executable, "-c", holder, str(forum.url.database)], stdout=subprocess.PIPE, text=True)
-    assert other.stdout is not None and other.stdout.readline().strip() == "held"
+    other = _holding(forum, seconds=0.5)
     with threads_of(forum) as seen:
         answers = asyncio.run(_at_once(app, requests))
     assert other.wait(10) == 0
